@@ -1,0 +1,25 @@
+"""tinygrad_rnn: a small reverse-mode autograd on numpy/cupy for recurrent networks and BPTT."""
+from . import backend, ops
+from .autograd import (Function, enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad,
+                       scope, set_detect_anomaly)
+from .backend import get_array_module, get_default_dtype, is_available, set_default_dtype
+from .creation import (arange, eye, full, full_like, manual_seed, ones, ones_like, rand, rand_like,
+                       randint, randn, randn_like, tensor, zeros, zeros_like)
+from .errors import AnomalyError, DeviceError, DTypeError, GraphError, ShapeError, TinyGradRNNError
+from .gradcheck import gradcheck
+from .tensor import Tensor, cat, concatenate, matmul, one_hot, stack, where
+
+# torch-style free functions (tinygrad_rnn.exp(x), tinygrad_rnn.sum(x, 1), ...) are the methods.
+for _name in ("exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs", "clip", "clamp", "maximum", "minimum",
+              "sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp",
+              "softmax", "log_softmax", "reshape", "flatten", "permute", "transpose", "unsqueeze",
+              "squeeze", "split", "chunk", "gather", "expand"):
+    globals()[_name] = getattr(Tensor, _name)
+del _name
+
+float32 = backend.np.float32
+float64 = backend.np.float64
+int64 = backend.np.int64
+int32 = backend.np.int32
+
+__version__ = "0.1.0"

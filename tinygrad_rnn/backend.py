@@ -1,0 +1,187 @@
+"""The one seam between tinygrad_rnn and the array libraries.
+
+Every other module reaches numpy or cupy only through the functions here, so a
+new array library (or the numpy-backed stand-in the tests use to catch ops that
+call numpy directly) plugs in by registering one `Backend`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DeviceError
+
+_default_dtype = np.dtype(np.float32)
+
+
+def get_default_dtype():
+    return _default_dtype
+
+
+def set_default_dtype(dtype):
+    """Dtype of float tensors made from Python numbers (float32 unless changed)."""
+    global _default_dtype
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"set_default_dtype: expected a floating dtype, got {dtype}")
+    _default_dtype = dtype
+
+
+class Backend:
+    """An array namespace (numpy-like module) and the device names it serves."""
+
+    def __init__(self, prefix, xp, array_type, device_of, to_host, from_host):
+        self.prefix = prefix          # "cpu", "cuda", ...
+        self.xp = xp                  # the numpy-like module
+        self.array_type = array_type  # type of its arrays, for get_array_module
+        self.device_of = device_of    # array -> canonical device string
+        self.to_host = to_host        # array -> numpy.ndarray
+        self.from_host = from_host    # (numpy.ndarray, device string) -> array
+
+
+_cpu = Backend("cpu", np, np.ndarray, lambda a: "cpu", lambda a: a, lambda a, d: a)
+_by_prefix = {"cpu": _cpu}
+_by_type = {np.ndarray: _cpu}
+_lazy = {}  # prefix -> loader returning a Backend, called on first use
+
+
+def register_backend(backend=None, *, prefix=None, loader=None):
+    """Add a backend now, or a loader that builds it the first time its prefix is asked for."""
+    if backend is not None:
+        _by_prefix[backend.prefix] = backend
+        _by_type[backend.array_type] = backend
+    else:
+        _lazy[prefix] = loader
+
+
+def _load_cupy():
+    try:
+        import cupy
+    except ImportError as e:
+        raise DeviceError(
+            "device 'cuda' needs cupy, which is not installed "
+            "(pip install 'tinygrad_rnn[cuda]', or the cupy wheel matching your CUDA)") from e
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # cupy raises its own CUDARuntimeError when no driver is present
+        raise DeviceError(f"device 'cuda': cupy is installed but no GPU is usable ({e})") from e
+    if count == 0:
+        raise DeviceError("device 'cuda': cupy is installed but no GPU was found")
+
+    def from_host(a, device):
+        with cupy.cuda.Device(_device_index(device)):
+            return cupy.asarray(a)
+
+    return Backend("cuda", cupy, cupy.ndarray, lambda a: f"cuda:{a.device.id}",
+                   lambda a: a.get(), from_host)
+
+
+register_backend(prefix="cuda", loader=_load_cupy)
+
+
+def _device_index(device):
+    _, _, index = device.partition(":")
+    return int(index) if index else 0
+
+
+def canonical_device(device) -> str:
+    """'cpu' -> 'cpu'; 'cuda' -> 'cuda:0'; validates the name."""
+    if device is None:
+        return "cpu"
+    device = str(device)
+    prefix, sep, index = device.partition(":")
+    if prefix not in _by_prefix and prefix not in _lazy:
+        known = sorted(set(_by_prefix) | set(_lazy))
+        raise DeviceError(f"unknown device {device!r}; known devices: {', '.join(known)}")
+    if sep and not index.isdigit():
+        raise DeviceError(f"bad device index in {device!r}")
+    if prefix == "cpu":
+        return "cpu"
+    return f"{prefix}:{index or 0}"
+
+
+def backend_for(device) -> Backend:
+    prefix = canonical_device(device).partition(":")[0]
+    backend = _by_prefix.get(prefix)
+    if backend is None:
+        register_backend(_lazy[prefix]())
+        backend = _by_prefix[prefix]
+    return backend
+
+
+def is_available(device) -> bool:
+    try:
+        backend_for(device)
+        return True
+    except DeviceError:
+        return False
+
+
+def xp_for(device):
+    """The array module for a device name."""
+    return backend_for(device).xp
+
+
+def _backend_of(array) -> Backend:
+    backend = _by_type.get(type(array))
+    if backend is None:
+        for array_type, b in _by_type.items():
+            if isinstance(array, array_type):
+                return b
+        raise TypeError(f"not an array of any known backend: {type(array).__name__}")
+    return backend
+
+
+def get_array_module(array):
+    """numpy for numpy arrays, cupy for cupy arrays (DeZero's helper of the same name)."""
+    return _backend_of(array).xp
+
+
+def device_of(array) -> str:
+    return _backend_of(array).device_of(array)
+
+
+def to_numpy(array) -> np.ndarray:
+    return _backend_of(array).to_host(array)
+
+
+def to_device(array, device):
+    """Move an array to a device (no copy when it is already there)."""
+    device = canonical_device(device)
+    if device_of(array) == device:
+        return array
+    host = to_numpy(array)
+    return backend_for(device).from_host(host, device)
+
+
+def asarray(data, dtype=None, device="cpu"):
+    """Make an array on `device` from Python data, a numpy array or an array of any backend."""
+    device = canonical_device(device)
+    if type(data) in _by_type or any(isinstance(data, t) for t in _by_type):
+        data = to_device(data, device)
+        return data if dtype is None or data.dtype == dtype else data.astype(dtype)
+    host = np.asarray(data, dtype=dtype)
+    return backend_for(device).from_host(host, device)
+
+
+def scatter_add(target, index, values):
+    """target[index] += values, adding repeated indices up (numpy's ufunc.at)."""
+    xp = get_array_module(target)
+    if hasattr(xp, "add") and hasattr(xp.add, "at"):
+        xp.add.at(target, index, values)
+    else:  # backends without ufunc.at supply their own
+        xp.scatter_add(target, index, values)
+    return target
+
+
+# Host-side random numbers: generating on the host and moving keeps a seed's
+# stream identical on every device.
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int):
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def host_rng() -> np.random.Generator:
+    return _rng

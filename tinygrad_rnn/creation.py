@@ -1,0 +1,90 @@
+"""Tensor factories, named and shaped as in torch."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+from .backend import manual_seed  # noqa: F401  (re-exported: the one global seed)
+from .tensor import Tensor, _shape_args
+
+
+def _dtype(dtype):
+    return backend.get_default_dtype() if dtype is None else np.dtype(dtype)
+
+
+def _make(array, device, requires_grad):
+    device = backend.canonical_device(device)
+    t = Tensor._make(backend.to_device(array, device) if device != "cpu" else array, False, None)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def _filled(value, shape, dtype, device, requires_grad):
+    xp = backend.xp_for(device)
+    array = xp.full(_shape_args(shape), value, dtype=_dtype(dtype))
+    t = Tensor._make(array, False, None)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False):
+    return _filled(0, shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False):
+    return _filled(1, shape, dtype, device, requires_grad)
+
+
+def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    return _filled(fill_value, (shape,) if isinstance(shape, int) else tuple(shape), dtype, device,
+                   requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False):
+    array = backend.host_rng().standard_normal(_shape_args(shape)).astype(_dtype(dtype))
+    return _make(array, device, requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad=False):
+    array = backend.host_rng().random(_shape_args(shape)).astype(_dtype(dtype))
+    return _make(array, device, requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=np.int64, device=None):
+    if high is None:
+        low, high = 0, low
+    array = backend.host_rng().integers(low, high, size=tuple(size)).astype(dtype)
+    return _make(array, device, False)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+        dtype = np.int64 if is_int else backend.get_default_dtype()
+    array = np.arange(start, end, step, dtype=np.dtype(dtype))
+    return _make(array, device, requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    return _make(np.eye(n, m, dtype=_dtype(dtype)), device, requires_grad)
+
+
+def _like(factory):
+    def like(t, dtype=None, device=None, requires_grad=False):
+        return factory(*t.shape, dtype=t.dtype if dtype is None else dtype,
+                       device=t.device if device is None else device, requires_grad=requires_grad)
+    like.__name__ = factory.__name__ + "_like"
+    like.__doc__ = f"{factory.__name__} with the shape, dtype and device of `t`."
+    return like
+
+
+zeros_like, ones_like, randn_like, rand_like = map(_like, (zeros, ones, randn, rand))
+
+
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=t.dtype if dtype is None else dtype,
+                device=t.device if device is None else device, requires_grad=requires_grad)

@@ -1,0 +1,25 @@
+"""The package's exception types; each message names the op and the shapes, dtypes or devices."""
+
+
+class TinyGradRNNError(Exception):
+    """Base of every error tinygrad_rnn raises on purpose."""
+
+
+class ShapeError(TinyGradRNNError, ValueError):
+    """Shapes that an op cannot combine."""
+
+
+class DTypeError(TinyGradRNNError, TypeError):
+    """A dtype an op cannot take (a float index array, say)."""
+
+
+class DeviceError(TinyGradRNNError, RuntimeError):
+    """An unknown or unavailable device, or tensors on different devices in one op."""
+
+
+class GraphError(TinyGradRNNError, RuntimeError):
+    """Misuse of the autograd graph: backward through a freed graph, on a tensor without grad, ..."""
+
+
+class AnomalyError(TinyGradRNNError, FloatingPointError):
+    """A NaN or Inf produced while anomaly detection is on."""

@@ -1,0 +1,422 @@
+"""Every primitive op, forward and backward side by side, on raw backend arrays.
+
+This is the one place derivatives live. Backwards may return gradients of the
+output's (broadcast) shape: the engine sums them back to each input's shape.
+Backwards never write into the incoming gradient. Adding an op = one class here,
+one method on Tensor, one row in tests/test_gradcheck.py (a test fails without it).
+"""
+from __future__ import annotations
+
+from .autograd import Function
+from .backend import get_array_module, scatter_add
+from .errors import DTypeError, ShapeError
+
+REGISTRY = {}  # name -> Function subclass; the gradcheck suite demands a row for each
+
+
+def register(cls):
+    REGISTRY[cls.__name__.lower()] = cls
+    return cls
+
+
+# ---- elementwise binary -------------------------------------------------------
+
+@register
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, g):
+        return g, g
+
+
+@register
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, g):
+        return g, -g
+
+
+@register
+class Mul(Function):
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return a * b
+
+    def backward(self, g):
+        a, b = self.saved
+        return g * b, g * a
+
+
+@register
+class Div(Function):
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return a / b
+
+    def backward(self, g):
+        a, b = self.saved
+        gb = -g * a / (b * b) if self.parents[1].requires_grad else None
+        return g / b, gb
+
+
+@register
+class Pow(Function):
+    """a ** b for two tensors; the gradient to b needs log(a), so it is only made when asked for."""
+
+    def forward(self, a, b):
+        out = a ** b
+        self.save_for_backward(a, b, out)
+        return out
+
+    def backward(self, g):
+        a, b, out = self.saved
+        xp = get_array_module(a)
+        ga = g * b * a ** (b - 1) if self.parents[0].requires_grad else None
+        gb = g * out * xp.log(a) if self.parents[1].requires_grad else None
+        return ga, gb
+
+
+@register
+class Maximum(Function):
+    """Ties share the gradient equally, as in torch."""
+
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return get_array_module(a).maximum(a, b)
+
+    def backward(self, g):
+        a, b = self.saved
+        return _split_by_mask(g, a > b, a == b)
+
+
+@register
+class Minimum(Function):
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return get_array_module(a).minimum(a, b)
+
+    def backward(self, g):
+        a, b = self.saved
+        return _split_by_mask(g, a < b, a == b)
+
+
+def _split_by_mask(g, first_wins, tie):
+    share = first_wins + 0.5 * tie  # 1 where a is chosen, 1/2 on ties, 0 where b is
+    share = share.astype(g.dtype)
+    return g * share, g * (1 - share)
+
+
+@register
+class Where(Function):
+    """where(condition, a, b); the condition is a constant bool array, not an input."""
+
+    def forward(self, a, b, condition):
+        self.save_for_backward(condition)
+        return get_array_module(a).where(condition, a, b)
+
+    def backward(self, g):
+        (condition,) = self.saved
+        zero = g.dtype.type(0)
+        xp = get_array_module(g)
+        return xp.where(condition, g, zero), xp.where(condition, zero, g)
+
+
+# ---- elementwise unary ----------------------------------------------------------
+
+@register
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return -g
+
+
+@register
+class PowScalar(Function):
+    """a ** p for a constant exponent p."""
+
+    def forward(self, a, exponent):
+        self.exponent = exponent
+        self.save_for_backward(a)
+        return a ** exponent
+
+    def backward(self, g):
+        (a,) = self.saved
+        return g * self.exponent * a ** (self.exponent - 1)
+
+
+@register
+class Exp(Function):
+    def forward(self, a):
+        out = get_array_module(a).exp(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, g):
+        return g * self.saved[0]
+
+
+@register
+class Log(Function):
+    def forward(self, a):
+        self.save_for_backward(a)
+        return get_array_module(a).log(a)
+
+    def backward(self, g):
+        return g / self.saved[0]
+
+
+@register
+class Tanh(Function):
+    def forward(self, a):
+        out = get_array_module(a).tanh(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, g):
+        out = self.saved[0]
+        return g * (1 - out * out)
+
+
+@register
+class Sigmoid(Function):
+    def forward(self, a):
+        # Through tanh: no overflow in exp(-a) for large negative a.
+        out = get_array_module(a).tanh(a * 0.5) * 0.5 + 0.5
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, g):
+        out = self.saved[0]
+        return g * out * (1 - out)
+
+
+@register
+class Relu(Function):
+    def forward(self, a):
+        self.save_for_backward(a > 0)
+        return get_array_module(a).maximum(a, a.dtype.type(0))
+
+    def backward(self, g):
+        return g * self.saved[0]
+
+
+@register
+class Sqrt(Function):
+    def forward(self, a):
+        out = get_array_module(a).sqrt(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, g):
+        return g / (2 * self.saved[0])
+
+
+@register
+class Abs(Function):
+    def forward(self, a):
+        self.save_for_backward(a)
+        return get_array_module(a).abs(a)
+
+    def backward(self, g):
+        return g * get_array_module(g).sign(self.saved[0])
+
+
+@register
+class Clip(Function):
+    """clamp(a, low, high): gradient passes where low <= a <= high, as in torch."""
+
+    def forward(self, a, low=None, high=None):
+        xp = get_array_module(a)
+        inside = xp.ones(a.shape, dtype=bool)
+        if low is not None:
+            inside &= a >= low
+        if high is not None:
+            inside &= a <= high
+        self.save_for_backward(inside)
+        return xp.clip(a, low, high).astype(a.dtype, copy=False)
+
+    def backward(self, g):
+        return g * self.saved[0]
+
+
+@register
+class Cast(Function):
+    def forward(self, a, dtype):
+        self.in_dtype = a.dtype
+        return a.astype(dtype)
+
+    def backward(self, g):
+        return g.astype(self.in_dtype)
+
+
+@register
+class ToDevice(Function):
+    def forward(self, a, device):
+        from .backend import device_of, to_device
+        self.in_device = device_of(a)
+        return to_device(a, device)
+
+    def backward(self, g):
+        from .backend import to_device
+        return to_device(g, self.in_device)
+
+
+# ---- reductions -------------------------------------------------------------------
+
+def _keepdims_shape(shape, axis):
+    if axis is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axis else n for i, n in enumerate(shape))
+
+
+@register
+class Sum(Function):
+    def forward(self, a, axis=None, keepdims=False):
+        self.in_shape, self.axis = a.shape, axis
+        return a.sum(axis=axis, keepdims=keepdims)
+
+    def backward(self, g):
+        g = g.reshape(_keepdims_shape(self.in_shape, self.axis))
+        return get_array_module(g).broadcast_to(g, self.in_shape)
+
+
+class _Extreme(Function):
+    """max/min over axes; tied extremes share the gradient equally (torch's amax/amin)."""
+
+    reduce = None
+
+    def forward(self, a, axis=None, keepdims=False):
+        if a.size == 0:
+            raise ShapeError(f"{self.name}: reduction over an empty tensor of shape {a.shape}")
+        out = getattr(a, self.reduce)(axis=axis, keepdims=True)
+        self.save_for_backward(a, out)
+        self.axis = axis
+        return out if keepdims else out.reshape(
+            tuple(n for i, n in enumerate(a.shape) if axis is not None and i not in axis))
+
+    def backward(self, g):
+        a, out = self.saved
+        hit = a == out
+        count = hit.sum(axis=self.axis, keepdims=True)
+        g = g.reshape(out.shape)
+        return g * hit / count.astype(g.dtype)
+
+
+@register
+class Max(_Extreme):
+    reduce = "max"
+
+
+@register
+class Min(_Extreme):
+    reduce = "min"
+
+
+# ---- movement ----------------------------------------------------------------------
+
+@register
+class Reshape(Function):
+    def forward(self, a, shape):
+        self.in_shape = a.shape
+        return a.reshape(shape)
+
+    def backward(self, g):
+        return g.reshape(self.in_shape)
+
+
+@register
+class Permute(Function):
+    def forward(self, a, axes):
+        self.axes = axes
+        return a.transpose(axes)
+
+    def backward(self, g):
+        inverse = [0] * len(self.axes)
+        for i, axis in enumerate(self.axes):
+            inverse[axis] = i
+        return g.transpose(inverse)
+
+
+@register
+class Expand(Function):
+    def forward(self, a, shape):
+        return get_array_module(a).broadcast_to(a, shape)
+
+    def backward(self, g):
+        return g  # the engine sums it back to the input's shape
+
+
+def _is_advanced(index):
+    return any(not isinstance(i, (int, slice, type(None), type(Ellipsis))) for i in index)
+
+
+@register
+class GetItem(Function):
+    """Basic and integer-array indexing; backward scatters (and adds repeated indices)."""
+
+    def forward(self, a, index):
+        self.in_shape, self.index = a.shape, index
+        self.advanced = _is_advanced(index)
+        return a[index]
+
+    def backward(self, g):
+        grad = get_array_module(g).zeros(self.in_shape, dtype=g.dtype)
+        if self.advanced:
+            scatter_add(grad, self.index, g)
+        else:
+            grad[self.index] = g
+        return grad
+
+    def release(self):
+        super().release()
+        self.index = None
+
+
+def check_index_array(array, op="getitem"):
+    if array.dtype.kind not in "iub":
+        raise DTypeError(f"{op}: index arrays must be integer or bool, got {array.dtype}")
+
+
+@register
+class Cat(Function):
+    def forward(self, *arrays, axis=0):
+        shapes = [a.shape for a in arrays]
+        ndim = arrays[0].ndim
+        for s in shapes:
+            if len(s) != ndim or any(n != m for i, (n, m) in enumerate(zip(s, shapes[0])) if i != axis):
+                raise ShapeError(f"cat along axis {axis}: shapes {shapes} differ off that axis")
+        self.axis = axis
+        self.sizes = [a.shape[axis] for a in arrays]
+        return get_array_module(arrays[0]).concatenate(arrays, axis=axis)
+
+    def backward(self, g):
+        grads, start = [], 0
+        index = [slice(None)] * g.ndim
+        for size in self.sizes:
+            index[self.axis] = slice(start, start + size)
+            grads.append(g[tuple(index)])
+            start += size
+        return tuple(grads)
+
+
+@register
+class MatMul(Function):
+    """Batched matrix product of two arrays of at least 2 dims; batch dims broadcast."""
+
+    def forward(self, a, b):
+        if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
+            raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not align "
+                             f"(inner sizes {a.shape[-1:]} vs {b.shape[-2:-1]})")
+        self.save_for_backward(a, b)
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.saved
+        ga = g @ b.swapaxes(-1, -2) if self.parents[0].requires_grad else None
+        gb = a.swapaxes(-1, -2) @ g if self.parents[1].requires_grad else None
+        return ga, gb
