@@ -120,8 +120,6 @@ class Function:
                 raise
             shapes = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in inputs)
             raise ShapeError(f"{ctx.name}: cannot combine inputs of shapes {shapes}: {e}") from None
-        if type(out) in _NUMPY_SCALARS:  # numpy reduces 0-d results to scalars; keep arrays
-            out = backend.np.asarray(out)
         if _detect_anomaly:
             _check_finite(out, f"forward of {ctx.name}")
         if _grad_enabled and cls.differentiable and any(t.requires_grad for t in inputs):
@@ -133,9 +131,6 @@ class Function:
     def release(self):
         self.saved = None
         self.freed = True
-
-
-_NUMPY_SCALARS = frozenset(backend.np.sctypeDict.values()) - {backend.np.ndarray}
 
 
 def _check_same_device(ctx, inputs):
@@ -207,12 +202,10 @@ def run_backward(root, grad, retain_graph=False):
 
 def _accumulate_leaf(tensor, grad):
     from .tensor import Tensor
-    if type(grad) in _NUMPY_SCALARS:
-        grad = backend.np.asarray(grad)
     if grad.dtype != tensor.data.dtype:
         grad = grad.astype(tensor.data.dtype)
     if tensor.grad is None:
         # A copy: an op's backward may hand the same array to several inputs.
         tensor.grad = Tensor._make(grad.copy(), False, None)
     else:
-        tensor.grad.data = tensor.grad.data + grad
+        tensor.grad.data = backend.ensure_array(tensor.grad.data + grad)

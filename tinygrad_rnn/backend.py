@@ -40,7 +40,7 @@ class Backend:
 
 _cpu = Backend("cpu", np, np.ndarray, lambda a: "cpu", lambda a: a, lambda a, d: a)
 _by_prefix = {"cpu": _cpu}
-_by_type = {np.ndarray: _cpu}
+_by_type = {np.ndarray: _cpu, np.generic: _cpu}  # numpy scalars appear mid-backward
 _lazy = {}  # prefix -> loader returning a Backend, called on first use
 
 
@@ -129,6 +129,14 @@ def _backend_of(array) -> Backend:
                 return b
         raise TypeError(f"not an array of any known backend: {type(array).__name__}")
     return backend
+
+
+NUMPY_SCALARS = frozenset(np.sctypeDict.values()) - {np.ndarray}
+
+
+def ensure_array(value):
+    """numpy turns 0-d results into scalars (np.float32); tensors always hold arrays."""
+    return np.asarray(value) if type(value) in NUMPY_SCALARS else value
 
 
 def get_array_module(array):

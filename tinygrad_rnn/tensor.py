@@ -16,6 +16,7 @@ from . import autograd, backend
 from . import ops as F
 from .errors import DTypeError, GraphError, ShapeError
 
+_NUMPY_SCALARS = backend.NUMPY_SCALARS
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 
@@ -59,6 +60,8 @@ class Tensor:
     @classmethod
     def _make(cls, data, requires_grad, ctx):
         t = object.__new__(cls)
+        if type(data) in _NUMPY_SCALARS:  # numpy reduces 0-d results to scalars; keep arrays
+            data = np.asarray(data)
         t.data, t.requires_grad, t._ctx = data, requires_grad, ctx
         t.grad, t._retains_grad, t.name = None, False, None
         return t
@@ -476,7 +479,7 @@ class Tensor:
                              f"the input of shape {self.shape}")
         dim = dim % self.ndim
         xp = get_xp(self)
-        grids = xp.meshgrid(*[xp.arange(n) for n in index.shape], indexing="ij", sparse=True)
+        grids = list(xp.meshgrid(*[xp.arange(n) for n in index.shape], indexing="ij", sparse=True))
         grids[dim] = index
         return F.GetItem.apply(self, index=tuple(grids))
 

@@ -1,0 +1,84 @@
+"""Per-op overhead of the engine: forward + backward of a tiny graph, in one run against torch.
+
+    python benchmarks/overhead.py [--repeat 7] [--number 2000]
+
+Graph: ((a*b)+a).sum().backward() on 4x4 float32 arrays. The floor is the same forward in
+plain numpy (no graph, no backward). Also prints the backward cost per node for chains of
+1k..100k nodes, which should stay flat (the topological sort is linear).
+"""
+import argparse
+import time
+import timeit
+
+import numpy as np
+
+import tinygrad_rnn as tg
+
+
+def per_iteration_us(fn, repeat, number):
+    fn()  # warm up
+    return min(timeit.repeat(fn, repeat=repeat, number=number)) / number * 1e6
+
+
+def tinygrad_step(a, b):
+    def step():
+        a.grad = b.grad = None
+        ((a * b) + a).sum().backward()
+    return step
+
+
+def torch_step(torch, a, b):
+    def step():
+        a.grad = b.grad = None
+        ((a * b) + a).sum().backward()
+    return step
+
+
+def numpy_forward(a, b):
+    return lambda: ((a * b) + a).sum()
+
+
+def chain_backward_ns_per_node(length):
+    x = tg.tensor(1.0, requires_grad=True)
+    y = x
+    for _ in range(length):
+        y = y * 1.0
+    start = time.perf_counter()
+    y.backward()
+    return (time.perf_counter() - start) / length * 1e9
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--number", type=int, default=2000)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    a_np, b_np = (rng.standard_normal((4, 4)).astype(np.float32) for _ in range(2))
+    results = {"numpy forward only (floor)": per_iteration_us(numpy_forward(a_np, b_np), args.repeat, args.number)}
+    a, b = (tg.tensor(x, requires_grad=True) for x in (a_np, b_np))
+    results["tinygrad_rnn fwd+bwd"] = per_iteration_us(tinygrad_step(a, b), args.repeat, args.number)
+    try:
+        import torch
+        torch.set_num_threads(1)
+        at, bt = (torch.tensor(x, requires_grad=True) for x in (a_np, b_np))
+        results["torch fwd+bwd"] = per_iteration_us(torch_step(torch, at, bt), args.repeat, args.number)
+    except ImportError:
+        print("torch not installed: no torch reference in this run")
+
+    print("((a*b)+a).sum().backward() on 4x4 float32, microseconds per iteration (best of repeats)")
+    for name, us in results.items():
+        print(f"  {name:30s} {us:8.2f} us")
+    ours = results["tinygrad_rnn fwd+bwd"]
+    print(f"  ratio tinygrad_rnn / numpy floor  {ours / results['numpy forward only (floor)']:6.2f}x")
+    if "torch fwd+bwd" in results:
+        print(f"  ratio tinygrad_rnn / torch        {ours / results['torch fwd+bwd']:6.2f}x  (goal <= 0.50x)")
+
+    print("backward cost per node of a y = y * 1.0 chain (should stay flat: linear-time sort)")
+    for length in (1_000, 10_000, 100_000):
+        print(f"  {length:7d} nodes  {chain_backward_ns_per_node(length):8.0f} ns/node")
+
+
+if __name__ == "__main__":
+    main()

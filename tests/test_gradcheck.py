@@ -1,0 +1,141 @@
+"""Every op's backward against float64 central differences, on every backend.
+
+One row per case: (registry ops it covers, function, input shapes, input domain).
+`test_every_registered_op_has_a_row` fails when an op is added to ops.py without a row.
+"""
+import numpy as np
+import pytest
+
+import tinygrad_rnn as tg
+from tinygrad_rnn import ops
+
+POS = "positive"   # inputs drawn in [0.5, 2]: log, sqrt, division, fractional powers
+ANY = "normal"     # standard normal
+
+
+def ramp(like, *shape):
+    """Distinct weights, so a backward that permutes or misplaces gradients is caught."""
+    return tg.arange(1.0, 1.0 + np.prod(shape), dtype=like.dtype, device=like.device).reshape(*shape)
+
+
+def row(covers, fn, shapes, domain=ANY, id=None):
+    return pytest.param(covers, fn, shapes, domain, id=id)
+
+
+ROWS = [
+    row({"add"}, lambda a, b: a + b, [(3, 4), (4,)], id="add-broadcast"),
+    row({"add"}, lambda a, b: a + b, [(2, 1, 3), (4, 1)], id="add-broadcast-both"),
+    row({"add"}, lambda a: a + a + 1.5, [(3,)], id="add-reuse"),
+    row({"sub"}, lambda a, b: a - b, [(2, 3), (2, 1)], id="sub"),
+    row({"sub"}, lambda a: 2.0 - a, [(3,)], id="rsub"),
+    row({"mul"}, lambda a, b: a * b, [(3, 1), (1, 4)], id="mul-outer"),
+    row({"mul"}, lambda a: a * a * a, [(2, 3)], id="mul-reuse"),
+    row({"div"}, lambda a, b: a / b, [(3, 4), (4,)], POS, id="div"),
+    row({"div"}, lambda a: 1.0 / a, [(3,)], POS, id="rdiv"),
+    row({"pow"}, lambda a, b: a ** b, [(2, 3), (3,)], POS, id="pow-tensor"),
+    row({"pow"}, lambda a: 2.0 ** a, [(4,)], id="rpow"),
+    row({"powscalar"}, lambda a: a ** 3, [(2, 3)], id="pow3"),
+    row({"powscalar"}, lambda a: a ** 0.5 + a ** -1.5, [(4,)], POS, id="pow-frac"),
+    row({"maximum"}, lambda a, b: a.maximum(b), [(3, 4), (4,)], id="maximum"),
+    row({"minimum"}, lambda a, b: a.minimum(b), [(3, 1), (3, 4)], id="minimum"),
+    row({"where"}, lambda a, b: tg.where(a > 0, a, b), [(3, 4), (4,)], id="where"),
+    row({"neg"}, lambda a: -a, [(2, 2)], id="neg"),
+    row({"exp"}, lambda a: a.exp(), [(2, 3)], id="exp"),
+    row({"log"}, lambda a: a.log(), [(2, 3)], POS, id="log"),
+    row({"tanh"}, lambda a: a.tanh(), [(2, 3)], id="tanh"),
+    row({"sigmoid"}, lambda a: a.sigmoid(), [(2, 3)], id="sigmoid"),
+    row({"relu"}, lambda a: a.relu(), [(3, 4)], id="relu"),
+    row({"sqrt"}, lambda a: a.sqrt(), [(2, 3)], POS, id="sqrt"),
+    row({"abs"}, lambda a: a.abs(), [(2, 3)], id="abs"),
+    row({"clip"}, lambda a: a.clip(-0.5, 0.7), [(3, 4)], id="clip"),
+    row({"clip"}, lambda a: a.clamp(min=0.1), [(5,)], id="clamp-min"),
+    row({"cast"}, lambda a: ops.Cast.apply(a, dtype=np.float64) * 2, [(3,)], id="cast"),
+    row({"sum"}, lambda a: a.sum(), [(2, 3)], id="sum-all"),
+    row({"sum"}, lambda a: a.sum(1), [(2, 3, 4)], id="sum-axis"),
+    row({"sum"}, lambda a: a.sum((0, 2), keepdim=True), [(2, 3, 4)], id="sum-axes-keepdim"),
+    row({"max"}, lambda a: a.amax(1), [(3, 4)], id="amax-axis"),
+    row({"max"}, lambda a: a.max(), [(3, 4)], id="max-all"),
+    row({"max"}, lambda a: a.max(dim=0, keepdim=True).values, [(3, 4)], id="max-dim-values"),
+    row({"min"}, lambda a: a.amin((0, 1)), [(2, 3, 2)], id="amin-axes"),
+    row({"reshape"}, lambda a: a.reshape(6, 2) * ramp(a, 6, 2),
+        [(3, 4)], id="reshape"),
+    row({"permute"}, lambda a: a.permute(2, 0, 1) * ramp(a, 4, 2, 3),
+        [(2, 3, 4)], id="permute"),
+    row({"permute"}, lambda a: a.T @ a, [(3, 2)], id="transpose-T"),
+    row({"expand"}, lambda a: a.expand(2, 3, 4) * ramp(a, 2, 3, 4),
+        [(3, 1)], id="expand"),
+    row({"getitem"}, lambda a: a[1:, ::2], [(3, 4)], id="getitem-basic"),
+    row({"getitem"}, lambda a: a[[0, 2, 0, 0]] * 1.5, [(3, 2)], id="getitem-repeated-rows"),
+    row({"getitem"}, lambda a: a[[1, 1, 0], [0, 0, 3]], [(2, 4)], id="getitem-pairs"),
+    row({"getitem"}, lambda a: a[..., None, 1], [(2, 3)], id="getitem-ellipsis-newaxis"),
+    row({"getitem"}, lambda a: a.gather(1, [[0, 0], [2, 1]]), [(2, 3)], id="gather"),
+    row({"getitem"}, lambda a: a.split(2, dim=1)[1] * a.chunk(2, dim=1)[0], [(2, 4)], id="split-chunk"),
+    row({"cat"}, lambda a, b: tg.cat([a, b, a], dim=1), [(2, 3), (2, 1)], id="cat"),
+    row({"cat"}, lambda a, b: tg.stack([a, b], dim=1), [(2, 3), (2, 3)], id="stack"),
+    row({"matmul"}, lambda a, b: a @ b, [(3, 4), (4, 2)], id="matmul"),
+    row({"matmul"}, lambda a, b: a @ b, [(2, 1, 3, 4), (5, 4, 2)], id="matmul-batched-broadcast"),
+    row({"matmul"}, lambda a, b: a @ b, [(4,), (4, 2)], id="matmul-vector-left"),
+    row({"matmul"}, lambda a, b: a @ b, [(2, 3, 4), (4,)], id="matmul-vector-right"),
+    # composites: built from the primitives above, checked end to end
+    row(set(), lambda a: a.mean((0, 2)), [(2, 3, 4)], id="mean"),
+    row(set(), lambda a: a.var(1), [(3, 4)], id="var"),
+    row(set(), lambda a: a.std(correction=0), [(3, 4)], id="std-biased"),
+    row(set(), lambda a: a.softmax(-1), [(2, 5)], id="softmax"),
+    row(set(), lambda a: a.log_softmax(0), [(3, 4)], id="log_softmax"),
+    row(set(), lambda a: a.logsumexp((0, 1)), [(2, 3, 2)], id="logsumexp"),
+    row(set(), lambda a, b: (a @ b).tanh().sigmoid() * a.sum(), [(2, 3), (3, 2)], id="chain-reuse"),
+]
+
+
+def _inputs(shapes, domain, device):
+    rng = np.random.default_rng(len(shapes) * 7 + sum(map(len, shapes)))
+    out = []
+    for shape in shapes:
+        data = rng.uniform(0.5, 2.0, shape) if domain == POS else rng.standard_normal(shape)
+        out.append(tg.tensor(data, dtype=np.float64, device=device, requires_grad=True))
+    return out
+
+
+@pytest.mark.parametrize("covers, fn, shapes, domain", ROWS)
+def test_gradcheck(covers, fn, shapes, domain, device):
+    assert tg.gradcheck(fn, _inputs(shapes, domain, device), atol=1e-6, rtol=1e-5)
+
+
+def test_gradcheck_to_device(device):
+    other = "stub:0" if device == "cpu" else "cpu"
+    x = _inputs([(2, 3)], ANY, device)[0]
+    assert tg.gradcheck(lambda a: (a.to(other) * 3.0).to(device).exp(), [x])
+
+
+def test_every_registered_op_has_a_row():
+    covered = set().union(*(p.values[0] for p in ROWS)) | {"todevice"}
+    missing = set(ops.REGISTRY) - covered
+    assert not missing, f"ops without a gradcheck row: {sorted(missing)}"
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    class BadSquare(tg.Function):
+        def forward(self, a):
+            self.save_for_backward(a)
+            return a * a
+
+        def backward(self, g):
+            return g * self.saved[0]  # should be 2*a
+
+    x = tg.randn(3, dtype=np.float64, requires_grad=True)
+    assert not tg.gradcheck(lambda a: BadSquare.apply(a), [x], raise_exception=False)
+    with pytest.raises(AssertionError, match="differ"):
+        tg.gradcheck(lambda a: BadSquare.apply(a), [x])
+
+
+@pytest.mark.parametrize("covers, fn, shapes, domain", ROWS)
+def test_float32_stays_float32(covers, fn, shapes, domain):
+    """numpy 2 promotion makes float64 easy to leak in; every op and its backward keep float32."""
+    inputs = [tg.tensor(x.numpy().astype(np.float32), requires_grad=True) for x in _inputs(shapes, domain, "cpu")]
+    out = fn(*[x.double() if covers == {"cast"} else x for x in inputs])
+    if covers == {"cast"}:
+        return  # cast changes dtype on purpose
+    assert out.dtype == np.float32
+    out.sum().backward()
+    for x in inputs:
+        assert x.grad.dtype == np.float32
