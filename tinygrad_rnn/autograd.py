@@ -88,8 +88,9 @@ class Function:
     released after backward unless `retain_graph=True`.
     """
 
-    __slots__ = ("parents", "saved", "scope", "freed", "__dict__")
     differentiable = True
+    saved = ()      # instance attributes once set; class defaults spare the hot path two stores
+    freed = False
 
     def save_for_backward(self, *arrays):
         self.saved = arrays
@@ -107,14 +108,21 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **kwargs):
-        from .tensor import Tensor
-        ctx = cls()
-        ctx.saved = ()
-        ctx.freed = False
-        if len(inputs) > 1:
+        # The hot path of the whole engine: kept free of generators, imports and context managers.
+        ctx = cls.__new__(cls)
+        first = type(inputs[0].data)
+        requires_grad = False
+        arrays = []
+        for t in inputs:
+            if t.requires_grad:
+                requires_grad = True
+            if type(t.data) is not first:
+                _raise_device_mix(ctx, inputs)
+            arrays.append(t.data)
+        if first is not _ndarray and len(inputs) > 1:
             _check_same_device(ctx, inputs)
         try:
-            out = ctx.forward(*[t.data for t in inputs], **kwargs)
+            out = ctx.forward(*arrays, **kwargs)
         except (ValueError, IndexError) as e:
             if isinstance(e, TinyGradRNNError):
                 raise
@@ -122,90 +130,115 @@ class Function:
             raise ShapeError(f"{ctx.name}: cannot combine inputs of shapes {shapes}: {e}") from None
         if _detect_anomaly:
             _check_finite(out, f"forward of {ctx.name}")
-        if _grad_enabled and cls.differentiable and any(t.requires_grad for t in inputs):
+        if type(out) in _numpy_scalars:  # numpy turns 0-d results into scalars; keep arrays
+            out = backend.np.asarray(out)
+        t = _new_tensor(_Tensor)  # Tensor._make, inlined: this runs once per op
+        t.data, t.grad, t._retains_grad, t.name = out, None, False, None
+        if requires_grad and _grad_enabled and cls.differentiable:
             ctx.parents = inputs
             ctx.scope = _scope
-            return Tensor._make(out, True, ctx)
-        return Tensor._make(out, False, None)
+            t.requires_grad, t._ctx = True, ctx
+        else:
+            t.requires_grad, t._ctx = False, None
+        return t
 
-    def release(self):
-        self.saved = None
-        self.freed = True
+
+_ndarray = backend.np.ndarray
+_make_tensor = None  # Tensor._make and Tensor, set by tensor.py (which imports this module)
+_Tensor = None
+_new_tensor = object.__new__
+_numpy_scalars = backend.NUMPY_SCALARS
 
 
 def _check_same_device(ctx, inputs):
-    first = type(inputs[0].data)
-    for t in inputs[1:]:
-        if type(t.data) is not first or (first is not backend.np.ndarray
-                                         and t.device != inputs[0].device):
-            devices = " and ".join(sorted({str(x.device) for x in inputs}))
-            raise DeviceError(f"{ctx.name}: inputs are on different devices ({devices}); "
-                              "move them with .to(device) first")
+    """Same array type is not enough off the CPU: two GPUs share cupy's array type."""
+    if len({t.device for t in inputs}) > 1:
+        _raise_device_mix(ctx, inputs)
+
+
+def _raise_device_mix(ctx, inputs):
+    devices = " and ".join(sorted({str(x.device) for x in inputs}))
+    raise DeviceError(f"{ctx.name}: inputs are on different devices ({devices}); "
+                      "move them with .to(device) first")
 
 
 def _toposort(root):
-    """Nodes reachable from root, each after all the nodes it was computed from; no recursion."""
-    order, visited = [], set()
-    stack = [(root, False)]
+    """Nodes reachable from root, each after all the nodes it was computed from.
+
+    Iterative depth-first search, one pass, linear in the graph's size: no recursion
+    limit on a 100k-step unroll.
+    """
+    order, visited = [], {id(root)}
+    append, mark = order.append, visited.add
+    stack = [root, iter(root._ctx.parents)]
     while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for parent in node._ctx.parents:
+        parents = stack[-1]
+        for parent in parents:
             if parent._ctx is not None and id(parent) not in visited:
-                stack.append((parent, False))
+                mark(id(parent))
+                stack.append(parent)
+                stack.append(iter(parent._ctx.parents))
+                break
+        else:  # every parent placed: the node goes after them
+            stack.pop()
+            append(stack.pop())
     return order
 
 
 def run_backward(root, grad, retain_graph=False):
     """Reverse-mode sweep from `root` with upstream gradient `grad` (an array)."""
+    global _grad_enabled
     if root._ctx is None:
         _accumulate_leaf(root, grad)
         return
     grads = {id(root): grad}
-    for node in reversed(_toposort(root)):
-        g = grads.pop(id(node), None)
-        if g is None:
-            continue
-        if node._retains_grad:
-            _accumulate_leaf(node, g)
-        ctx = node._ctx
-        if ctx.freed:
-            raise GraphError(
-                f"backward through the graph of '{ctx.name}' a second time: its saved arrays "
-                "were freed by the first backward; pass retain_graph=True to the first call")
-        with _set_grad(False):
-            input_grads = ctx.backward(g)
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
-        for parent, pg in zip(ctx.parents, input_grads):
-            if pg is None or not parent.requires_grad:
+    leaves = []
+    pop, get, accumulate, detect = grads.pop, grads.get, _accumulate_leaf, _detect_anomaly
+    previous_mode, _grad_enabled = _grad_enabled, False  # backward builds no graph
+    try:
+        for node in reversed(_toposort(root)):
+            g = pop(id(node), None)
+            if g is None:
                 continue
-            if pg.shape != parent.data.shape:
-                pg = sum_to(pg, parent.data.shape)
-            if _detect_anomaly:
-                _check_finite(pg, f"backward of {ctx.name}")
-            if parent._ctx is None:
-                _accumulate_leaf(parent, pg)
-            else:
+            if node._retains_grad:
+                accumulate(node, g)
+            ctx = node._ctx
+            if ctx.freed:
+                raise GraphError(
+                    f"backward through the graph of '{ctx.name}' a second time: its saved arrays "
+                    "were freed by the first backward; pass retain_graph=True to the first call")
+            input_grads = ctx.backward(g)
+            if type(input_grads) is not tuple:
+                input_grads = (input_grads,)
+            for parent, pg in zip(ctx.parents, input_grads):
+                if pg is None or not parent.requires_grad:
+                    continue
+                if pg.shape != parent.data.shape:
+                    pg = sum_to(pg, parent.data.shape)
+                if detect:
+                    _check_finite(pg, f"backward of {ctx.name}")
                 key = id(parent)
-                previous = grads.get(key)
-                grads[key] = pg if previous is None else previous + pg
-        if not retain_graph:
-            ctx.release()
+                previous = get(key)
+                if previous is None:
+                    grads[key] = pg
+                    if parent._ctx is None:
+                        leaves.append(parent)
+                else:
+                    grads[key] = previous + pg
+            if not retain_graph:
+                ctx.saved = None
+                ctx.freed = True
+        for leaf in leaves:  # each leaf written once, after all its contributions are summed
+            accumulate(leaf, grads[id(leaf)])
+    finally:
+        _grad_enabled = previous_mode
 
 
 def _accumulate_leaf(tensor, grad):
-    from .tensor import Tensor
     if grad.dtype != tensor.data.dtype:
         grad = grad.astype(tensor.data.dtype)
     if tensor.grad is None:
         # A copy: an op's backward may hand the same array to several inputs.
-        tensor.grad = Tensor._make(grad.copy(), False, None)
+        tensor.grad = _make_tensor(grad.copy(), False, None)
     else:
         tensor.grad.data = backend.ensure_array(tensor.grad.data + grad)

@@ -278,11 +278,13 @@ def _keepdims_shape(shape, axis):
 class Sum(Function):
     def forward(self, a, axis=None, keepdims=False):
         self.in_shape, self.axis = a.shape, axis
-        return a.sum(axis=axis, keepdims=keepdims)
+        return a.sum(axis, None, None, keepdims)
 
     def backward(self, g):
-        g = g.reshape(_keepdims_shape(self.in_shape, self.axis))
-        return get_array_module(g).broadcast_to(g, self.in_shape)
+        # A filled copy, not broadcast_to: numpy's broadcast_to costs ~2us whatever the size.
+        out = get_array_module(g).empty(self.in_shape, dtype=g.dtype)
+        out[...] = g.reshape(_keepdims_shape(self.in_shape, self.axis))
+        return out
 
 
 class _Extreme(Function):
@@ -360,21 +362,19 @@ class GetItem(Function):
     """Basic and integer-array indexing; backward scatters (and adds repeated indices)."""
 
     def forward(self, a, index):
-        self.in_shape, self.index = a.shape, index
+        self.in_shape = a.shape
         self.advanced = _is_advanced(index)
+        self.save_for_backward(index)  # index arrays can be large: freed with the graph
         return a[index]
 
     def backward(self, g):
+        (index,) = self.saved
         grad = get_array_module(g).zeros(self.in_shape, dtype=g.dtype)
         if self.advanced:
-            scatter_add(grad, self.index, g)
+            scatter_add(grad, index, g)
         else:
-            grad[self.index] = g
+            grad[index] = g
         return grad
-
-    def release(self):
-        super().release()
-        self.index = None
 
 
 def check_index_array(array, op="getitem"):

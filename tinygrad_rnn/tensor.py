@@ -17,6 +17,11 @@ from . import ops as F
 from .errors import DTypeError, GraphError, ShapeError
 
 _NUMPY_SCALARS = backend.NUMPY_SCALARS
+# The seed of backward() from a scalar, made once per dtype: backwards never write into
+# their incoming gradient, so sharing a read-only array is safe.
+_ONES = {np.dtype(t): np.ones((), t) for t in (np.float16, np.float32, np.float64)}
+for _one in _ONES.values():
+    _one.flags.writeable = False
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 
@@ -161,16 +166,19 @@ class Tensor:
             raise GraphError(f"backward() on a tensor of shape {self.shape} that does not require grad "
                              "(no input had requires_grad=True, or it was made under no_grad())")
         if grad is None:
-            if self.data.size != 1:
+            data = self.data
+            if data.size != 1:
                 raise GraphError(f"backward() on a non-scalar tensor of shape {self.shape} needs an "
                                  "explicit `grad` of that shape")
-            grad = get_xp(self).ones(self.data.shape, dtype=self.dtype)
+            grad = _ONES.get(data.dtype) if type(data) is np.ndarray else None
+            if grad is None or grad.shape != data.shape:
+                grad = backend.get_array_module(data).ones(data.shape, dtype=data.dtype)
         else:
             grad = grad.data if isinstance(grad, Tensor) else backend.asarray(grad, device=self.device)
             if tuple(grad.shape) != self.shape:
                 raise ShapeError(f"backward(): grad of shape {tuple(grad.shape)} for a tensor of shape {self.shape}")
             grad = grad.astype(self.dtype, copy=False)
-        autograd.run_backward(self, grad, retain_graph=retain_graph)
+        autograd.run_backward(self, grad, retain_graph)
 
     def to(self, device=None, dtype=None):
         """Move to a device and/or cast to a dtype (differentiable, as in torch)."""
@@ -319,6 +327,8 @@ class Tensor:
 
     # ---- reductions ------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        if dim is None and axis is None and not keepdim and not keepdims:  # the loss's usual sum
+            return F.Sum.apply(self, axis=None, keepdims=False)
         axes = _normalize_axes(_pick(dim, axis), self.ndim)
         return F.Sum.apply(self, axis=axes, keepdims=bool(keepdims or keepdim))
 
@@ -486,6 +496,9 @@ class Tensor:
     # ---- misc ------------------------------------------------------------------------
     def one_hot(self, num_classes=-1):
         return one_hot(self, num_classes)
+
+
+autograd._make_tensor, autograd._Tensor = Tensor._make, Tensor
 
 
 def get_xp(t):
