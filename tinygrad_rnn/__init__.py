@@ -1,5 +1,5 @@
 """tinygrad_rnn: a small reverse-mode autograd on numpy/cupy for recurrent networks and BPTT."""
-from . import backend, ops
+from . import backend, ops, optim
 from .autograd import (Function, enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad,
                        scope, set_detect_anomaly)
 from .backend import get_array_module, get_default_dtype, is_available, set_default_dtype
@@ -7,6 +7,7 @@ from .creation import (arange, eye, full, full_like, manual_seed, ones, ones_lik
                        randint, randn, randn_like, tensor, zeros, zeros_like)
 from .errors import AnomalyError, DeviceError, DTypeError, GraphError, ShapeError, TinyGradRNNError
 from .gradcheck import gradcheck
+from .serialization import CheckpointError, load, save
 from .tensor import Tensor, cat, concatenate, matmul, one_hot, stack, where
 
 # torch-style free functions (tinygrad_rnn.exp(x), tinygrad_rnn.sum(x, 1), ...) are the methods.
@@ -16,6 +17,8 @@ for _name in ("exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs", "clip", "c
               "squeeze", "split", "chunk", "gather", "expand"):
     globals()[_name] = getattr(Tensor, _name)
 del _name
+
+from . import nn  # noqa: E402  (nn builds on everything above)
 
 float32 = backend.np.float32
 float64 = backend.np.float64

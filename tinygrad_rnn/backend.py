@@ -161,12 +161,16 @@ def to_device(array, device):
     return backend_for(device).from_host(host, device)
 
 
-def asarray(data, dtype=None, device="cpu"):
-    """Make an array on `device` from Python data, a numpy array or an array of any backend."""
+def asarray(data, dtype=None, device="cpu", copy=False):
+    """Make an array on `device` from Python data, a numpy array or an array of any backend.
+
+    copy=False shares memory where it can; copy=True always gives a fresh array."""
     device = canonical_device(device)
     if type(data) in _by_type or any(isinstance(data, t) for t in _by_type):
-        data = to_device(data, device)
-        return data if dtype is None or data.dtype == dtype else data.astype(dtype)
+        moved = to_device(data, device)
+        if dtype is not None and moved.dtype != dtype:
+            return moved.astype(dtype)
+        return moved.copy() if copy and moved is data else moved
     host = np.asarray(data, dtype=dtype)
     return backend_for(device).from_host(host, device)
 

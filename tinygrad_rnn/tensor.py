@@ -52,7 +52,8 @@ class Tensor:
             data = data.data
         if dtype is None and _is_python_float_data(data):
             dtype = backend.get_default_dtype()
-        self.data = backend.asarray(data, dtype=dtype,
+        # A copy, as torch.tensor makes: in-place optimiser steps must not reach the caller's array.
+        self.data = backend.asarray(data, dtype=dtype, copy=True,
                                     device=device if device is not None else _device_or_cpu(data))
         self.grad = None
         self._ctx = None
@@ -516,7 +517,7 @@ def _is_python_float_data(data):
     """Python floats (or lists of them) become the default dtype, as in torch."""
     while isinstance(data, (list, tuple)) and data:
         data = data[0]
-    return isinstance(data, float)
+    return type(data) is float  # not np.float64, a float subclass that keeps its own dtype
 
 
 def _is_dtype_name(name):

@@ -1,9 +1,21 @@
-"""Stateless forms of the layers and losses (torch.nn.functional)."""
+"""Stateless forms of the layers and losses (torch.nn.functional).
+
+Everything here is composed from differentiable Tensor ops, so gradients come from
+ops.py; the only raw-array work is on constants (masks, class coefficients, running
+statistics), always through the tensor's own array module.
+"""
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Tensor
+from ..backend import get_array_module
+from ..errors import DTypeError, ShapeError
+from ..tensor import Tensor, get_xp, one_hot, stack, where  # noqa: F401  (one_hot re-exported, as in torch)
 
+_REDUCTIONS = ("none", "mean", "sum")
+_BCE_EPSILON = 9.999999960041972e-13  # torch's 1e-12 floor of x (1 - x), which it keeps as a float32
+
+
+# ---- layers ---------------------------------------------------------------------------
 
 def linear(x, weight, bias=None):
     """x (..., in) @ weight.T (out, in) + bias (out,) -> (..., out)."""
@@ -14,7 +26,7 @@ def linear(x, weight, bias=None):
 def dropout(x, p=0.5, training=True):
     """Inverted dropout: zero with probability p, scale the rest by 1/(1-p); identity in eval."""
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return x
     if p == 1.0:
@@ -22,3 +34,282 @@ def dropout(x, p=0.5, training=True):
     keep = backend.host_rng().random(x.shape) >= p
     mask = Tensor(keep.astype(x.dtype) / (1.0 - p), dtype=x.dtype, device=x.device)
     return x * mask
+
+
+def relu(input):
+    return input.relu()
+
+
+def tanh(input):
+    return input.tanh()
+
+
+def sigmoid(input):
+    return input.sigmoid()
+
+
+def softmax(input, dim):
+    return input.softmax(dim)
+
+
+def log_softmax(input, dim):
+    return input.log_softmax(dim)
+
+
+def embedding(input, weight, padding_idx=None):
+    """Rows of weight (num_embeddings, embedding_dim) at integer indices (...) -> (..., embedding_dim).
+
+    Repeated indices add their gradients; the row at padding_idx gets none.
+    """
+    index = _index_tensor(input, weight, "embedding")
+    count = weight.shape[0]
+    if index.numel():
+        low, high = int(index.data.min()), int(index.data.max())
+        if low < 0 or high >= count:
+            bad = low if low < 0 else high
+            raise ShapeError(f"embedding: index {bad} is out of range for a weight of {count} rows "
+                             f"(valid indices 0..{count - 1}; input shape {index.shape})")
+    rows = weight[index]
+    if padding_idx is None:
+        return rows
+    is_padding = (index.data == padding_idx)[..., None]
+    return where(is_padding, rows.detach(), rows)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Normalise input (N, C) or (N, C, L) per channel C.
+
+    training: batch statistics (biased variance) normalise, and the running buffers (C,)
+    are blended in place with factor `momentum` (unbiased variance, as torch does).
+    Otherwise the running buffers normalise.
+    """
+    if input.ndim not in (2, 3):
+        raise ShapeError(f"batch_norm: expected 2D or 3D input (N, C) or (N, C, L), got shape {input.shape}")
+    channels = input.shape[1]
+    axes = (0,) + tuple(range(2, input.ndim))
+    shape = (1, channels) + (1,) * (input.ndim - 2)
+    if training:
+        count = input.numel() // max(channels, 1)
+        if count <= 1:
+            raise ShapeError(f"batch_norm: expected more than 1 value per channel when training, "
+                             f"got input shape {input.shape}")
+        mean = input.mean(axes, keepdim=True)
+        var = input.var(axes, keepdim=True, correction=0)
+        if running_mean is not None:
+            _blend(running_mean, mean.data.reshape(channels), momentum)
+        if running_var is not None:
+            _blend(running_var, var.data.reshape(channels) * (count / (count - 1)), momentum)
+    else:
+        mean, var = running_mean.detach().reshape(shape), running_var.detach().reshape(shape)
+    out = (input - mean) / (var + eps).sqrt()
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def _blend(buffer, batch_value, momentum):
+    """buffer <- (1 - momentum) * buffer + momentum * batch_value, outside the graph."""
+    buffer.data = (1.0 - momentum) * buffer.data + momentum * batch_value.astype(buffer.dtype, copy=False)
+
+
+# ---- losses ---------------------------------------------------------------------------
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Loss of logits input (N, C), (N, C, d1, ...) or (C,) against class indices target
+    (N,), (N, d1, ...) or () -- or against class probabilities of input's shape.
+
+    label_smoothing e mixes the one-hot target with the uniform 1/C, as torch does:
+    (1 - e) * nll + e * (mean over classes of -weight_c * log p_c).
+    """
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    log_probs = input.log_softmax(_class_dim(input))
+    target = _as_tensor(target, input)
+    if target.dtype.kind == "f" and target.shape == input.shape:
+        return _soft_target_loss(log_probs, target, weight, reduction, label_smoothing)
+    return _nll(log_probs, target, weight, ignore_index, reduction, label_smoothing, "cross_entropy")
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of log-probabilities input (N, C), (N, C, d1, ...) or (C,)
+    at class indices target (N,), (N, d1, ...) or ()."""
+    return _nll(input, _as_tensor(target, input), weight, ignore_index, reduction, 0.0, "nll_loss")
+
+
+def _nll(log_probs, target, weight, ignore_index, reduction, smoothing, op):
+    _check_reduction(reduction, op)
+    if target.dtype.kind not in "iu":
+        raise DTypeError(f"{op}: target must hold class indices (an integer dtype), got {target.dtype} "
+                         f"(target shape {target.shape}, input shape {log_probs.shape})")
+    classes = log_probs.shape[_class_dim(log_probs)]
+    expected = log_probs.shape[:1] + log_probs.shape[2:] if log_probs.ndim > 1 else ()
+    if target.shape != expected:
+        raise ShapeError(f"{op}: input of shape {log_probs.shape} needs a target of shape {expected}, "
+                         f"got {target.shape}")
+    xp = get_xp(target)
+    kept = target.data != ignore_index
+    safe = xp.where(kept, target.data, 0)
+    _check_classes(safe, kept, classes, ignore_index, op)
+    class_weight = _class_weights(weight, classes, log_probs, op)
+    # One constant coefficient per (element, class): the nll picks the target class,
+    # smoothing spreads over all classes; ignored elements get all zeros.
+    coefficient = (1.0 - smoothing) * (safe[..., None] == xp.arange(classes)).astype(log_probs.dtype)
+    coefficient = (coefficient + smoothing / classes) * class_weight * kept[..., None]
+    losses = -(_classes_last(log_probs) * Tensor._make(coefficient, False, None)).sum(-1)
+    if reduction != "mean":
+        return losses if reduction == "none" else losses.sum()
+    # torch's mean: divide by the summed weights of the non-ignored targets.
+    denominator = float((class_weight[safe] * kept).sum())
+    if denominator == 0.0:
+        return losses.sum() + float("nan")  # torch: NaN value, zero gradient
+    return losses.sum() / denominator
+
+
+def _soft_target_loss(log_probs, target, weight, reduction, smoothing):
+    """Class-probability targets: -sum_c weight_c * log p_c * ((1 - e) t_c + e / C); mean over elements."""
+    _check_reduction(reduction, "cross_entropy")
+    classes = log_probs.shape[_class_dim(log_probs)]
+    probabilities = _classes_last(_same_dtype(target, log_probs)) * (1.0 - smoothing) + smoothing / classes
+    weighted = probabilities * Tensor._make(_class_weights(weight, classes, log_probs, "cross_entropy"), False, None)
+    return _reduce(-(_classes_last(log_probs) * weighted).sum(-1), reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    """Sigmoid + binary cross entropy on logits, stable for any logit:
+    (1 - t) * x + (1 + (pos_weight - 1) * t) * softplus(-x)."""
+    target = _float_target(input, target, "binary_cross_entropy_with_logits")
+    _check_reduction(reduction, "binary_cross_entropy_with_logits")
+    log_weight = 1.0 if pos_weight is None else (_same_dtype(pos_weight, input) - 1.0) * target + 1.0
+    losses = (1.0 - target) * input + log_weight * _softplus(-input)
+    return _reduce(_weighted(losses, weight, input), reduction)
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    """-w (t log x + (1 - t) log(1 - x)) for probabilities x in [0, 1]; each log clamped at -100.
+
+    The gradient is torch's formula rather than the derivative of the clamped value:
+    w (x - t) / max(x (1 - x), 1e-12) for x, w (log(1 - x) - log x) for t (logs clamped
+    here too, where torch gives +-inf), so saturated probabilities train as in torch.
+    """
+    target = _float_target(input, target, "binary_cross_entropy")
+    _check_reduction(reduction, "binary_cross_entropy")
+    xp = get_xp(input)
+    x, t = input.data, target.data
+    if input.numel() and not bool(xp.all((x >= 0) & (x <= 1))):
+        raise ValueError(f"binary_cross_entropy: all elements of input should be between 0 and 1 "
+                         f"(input shape {input.shape})")
+    log_x, log_1mx = _clamped_log(x), _clamped_log(1 - x)
+    losses = -(t * log_x + (1 - t) * log_1mx)
+    grad_input = (x - t) / xp.maximum(x * (1 - x), _BCE_EPSILON)
+    grad_target = log_1mx - log_x
+    if weight is not None:
+        w = _same_dtype(weight, input).data
+        losses, grad_input, grad_target = losses * w, grad_input * w, grad_target * w
+    out = Tensor._make(losses, False, None) + _with_gradient(input, grad_input) + _with_gradient(target, grad_target)
+    return _reduce(out, reduction)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """(input - target) ** 2, elementwise, then reduced; shapes must match."""
+    target = _float_target(input, target, "mse_loss")
+    _check_reduction(reduction, "mse_loss")
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+def _as_tensor(value, like):
+    """A Tensor on like's device (lists and host arrays are moved; Tensors pass through)."""
+    return value if isinstance(value, Tensor) else Tensor(value, device=like.device)
+
+
+def _index_tensor(index, weight, op):
+    index = _as_tensor(index, weight)
+    if index.dtype.kind not in "iu":
+        raise DTypeError(f"{op}: indices must be an integer dtype, got {index.dtype} (shape {index.shape})")
+    return index
+
+
+def _float_target(input, target, op):
+    target = _as_tensor(target, input)
+    if target.dtype.kind != "f":
+        raise DTypeError(f"{op}: target must be a floating dtype, got {target.dtype} "
+                         f"(target shape {target.shape}, input shape {input.shape})")
+    if target.shape != input.shape:
+        raise ShapeError(f"{op}: target shape {target.shape} must equal input shape {input.shape}")
+    return _same_dtype(target, input)
+
+
+def _check_reduction(reduction, op):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce(losses, reduction):
+    if reduction == "none":
+        return losses
+    return losses.sum() if reduction == "sum" else losses.mean()
+
+
+def _weighted(losses, weight, like):
+    return losses if weight is None else losses * _same_dtype(weight, like)
+
+
+def _same_dtype(value, like):
+    """A weight as a Tensor of like's dtype, so a float64 weight does not promote a float32 loss."""
+    value = _as_tensor(value, like)
+    return value if value.dtype == like.dtype else value.to(dtype=like.dtype)
+
+
+def _class_dim(input):
+    return 1 if input.ndim > 1 else 0
+
+
+def _classes_last(t):
+    """(N, C, d1, ...) -> (N, d1, ..., C), so one class axis sits last for every input rank."""
+    if t.ndim <= 2:
+        return t
+    return t.permute(0, *range(2, t.ndim), 1)
+
+
+def _class_weights(weight, classes, like, op):
+    """Per-class weights as a raw (C,) array of like's dtype; ones when weight is None."""
+    if weight is None:
+        return get_xp(like).ones(classes, dtype=like.dtype)
+    weight = _as_tensor(weight, like)
+    if weight.shape != (classes,):
+        raise ShapeError(f"{op}: weight of shape {weight.shape} must have one entry per class, "
+                         f"shape ({classes},)")
+    return weight.data.astype(like.dtype, copy=False)
+
+
+def _check_classes(safe, kept, classes, ignore_index, op):
+    bad = kept & ((safe < 0) | (safe >= classes))
+    if bool(bad.any()):
+        first = int(safe[bad].reshape(-1)[0])
+        raise ShapeError(f"{op}: target {first} is out of bounds for {classes} classes "
+                         f"(valid 0..{classes - 1}, or ignore_index={ignore_index})")
+
+
+def _softplus(x):
+    """log(1 + exp(x)) as logsumexp(x, 0): no overflow, and the gradient sigmoid(x) is exact at 0."""
+    zero = Tensor._make(get_xp(x).zeros(x.shape, dtype=x.dtype), False, None)
+    return stack([x, zero]).logsumexp(0)
+
+
+def _clamped_log(x):
+    """max(log(x), -100) on a raw array, without ever evaluating log(0)."""
+    xp = get_array_module(x)
+    positive = x > 0
+    return xp.maximum(xp.where(positive, xp.log(xp.where(positive, x, 1)), -100), -100).astype(x.dtype, copy=False)
+
+
+def _with_gradient(t, gradient):
+    """Zero in value, `gradient` (a raw array) as its derivative with respect to t."""
+    if not t.requires_grad:
+        return 0.0
+    return (t - t.detach()) * Tensor._make(gradient, False, None)

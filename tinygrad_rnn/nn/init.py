@@ -18,7 +18,8 @@ def _fill(tensor, values):
 
 
 def calculate_gain(nonlinearity, param=None):
-    linear = ("linear", "conv1d", "conv2d", "conv3d", "sigmoid", "identity")
+    linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+              "conv_transpose3d", "sigmoid")
     if nonlinearity in linear:
         return 1.0
     if nonlinearity == "tanh":

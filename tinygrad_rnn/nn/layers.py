@@ -1,0 +1,268 @@
+"""The feed-forward layers of torch.nn, with torch's arguments, parameter names, init and repr."""
+from __future__ import annotations
+
+import math
+import operator
+from collections import OrderedDict
+
+from .. import creation
+from ..errors import ShapeError
+from . import functional as F
+from . import init
+from .module import Module, Parameter
+
+
+def _empty_parameter(*shape, device=None, dtype=None):
+    """A zero Parameter to be filled by an initialiser (torch's `Parameter(torch.empty(...))`)."""
+    return Parameter(creation.zeros(*shape, dtype=dtype, device=device))
+
+
+def _check_features(layer, input, expected, name, dim):
+    if input.ndim == 0 or input.shape[dim] != expected:
+        got = input.shape[dim] if input.ndim else "a 0-d tensor"
+        raise ShapeError(f"{type(layer).__name__}: expected input with {expected} features ({name}), "
+                         f"got {got} (input shape {input.shape})")
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias; x (..., in_features) -> (..., out_features).
+
+    weight (out_features, in_features) and bias (out_features,) start uniform in
+    +-1/sqrt(in_features), torch's kaiming_uniform_(a=sqrt(5)) default.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = _empty_parameter(out_features, in_features, device=device, dtype=dtype)
+        if bias:
+            self.bias = _empty_parameter(out_features, device=device, dtype=dtype)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None and self.in_features > 0:
+            bound = 1.0 / math.sqrt(self.in_features)
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input):
+        _check_features(self, input, self.in_features, "in_features", -1)
+        return F.linear(input, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class BatchNorm1d(Module):
+    """Batch normalisation over (N, C) or (N, C, L), per channel C.
+
+    Train mode normalises with the batch's statistics and updates the buffers
+    running_mean / running_var (exponential average with `momentum`, or a cumulative
+    average when momentum is None) and num_batches_tracked; eval mode uses the buffers.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 device=None, dtype=None, *, bias=True):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.weight = _empty_parameter(num_features, device=device, dtype=dtype)
+            if bias:
+                self.bias = _empty_parameter(num_features, device=device, dtype=dtype)
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", creation.zeros(num_features, dtype=dtype, device=device))
+            self.register_buffer("running_var", creation.ones(num_features, dtype=dtype, device=device))
+            self.register_buffer("num_batches_tracked", creation.zeros((), dtype="int64", device=device))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+        self.reset_parameters()
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            init.zeros_(self.running_mean)
+            init.ones_(self.running_var)
+            init.zeros_(self.num_batches_tracked)
+
+    def reset_parameters(self):
+        self.reset_running_stats()
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+    def forward(self, input):
+        if input.ndim not in (2, 3):
+            raise ShapeError(f"BatchNorm1d: expected 2D or 3D input (N, C) or (N, C, L), "
+                             f"got {input.ndim}D input of shape {input.shape}")
+        _check_features(self, input, self.num_features, "num_features", 1)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / int(self.num_batches_tracked.item())
+        use_batch_stats = self.training or self.running_mean is None
+        track = not self.training or self.track_running_stats
+        return F.batch_norm(input, self.running_mean if track else None, self.running_var if track else None,
+                            self.weight, self.bias, use_batch_stats, factor, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class Dropout(Module):
+    """Zero each element with probability p in train mode (survivors scaled by 1/(1-p)); identity in eval."""
+
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p = p
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.dropout(input, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Embedding(Module):
+    """A lookup table: integer indices (...) -> rows of weight (num_embeddings, embedding_dim).
+
+    weight starts N(0, 1); the row at padding_idx starts at zero and gets no gradient.
+    max_norm, scale_grad_by_freq and sparse are accepted for torch's signature but
+    only their defaults are supported.
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, sparse=False, device=None, dtype=None):
+        super().__init__()
+        if max_norm is not None or scale_grad_by_freq or sparse:
+            raise NotImplementedError("Embedding: max_norm, scale_grad_by_freq and sparse are not supported")
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ShapeError(f"Embedding: padding_idx {padding_idx} must be within num_embeddings "
+                                 f"({num_embeddings})")
+            padding_idx %= num_embeddings
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.padding_idx = padding_idx
+        self.max_norm = max_norm
+        self.norm_type = norm_type
+        self.scale_grad_by_freq = scale_grad_by_freq
+        self.sparse = sparse
+        self.weight = _empty_parameter(num_embeddings, embedding_dim, device=device, dtype=dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight.data[self.padding_idx] = 0
+
+    def forward(self, input):
+        return F.embedding(input, self.weight, self.padding_idx)
+
+    def extra_repr(self):
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        if self.padding_idx is not None:
+            s += f", padding_idx={self.padding_idx}"
+        if self.norm_type != 2:
+            s += f", norm_type={self.norm_type}"
+        return s
+
+
+class Sequential(Module):
+    """Modules applied in order; named "0", "1", ... (or by the keys of an OrderedDict)."""
+
+    def __init__(self, *args):
+        super().__init__()
+        if len(args) == 1 and isinstance(args[0], OrderedDict):
+            for name, module in args[0].items():
+                self.add_module(name, module)
+        else:
+            for index, module in enumerate(args):
+                self.add_module(str(index), module)
+
+    def _key(self, index):
+        size = len(self)
+        index = operator.index(index)
+        if not -size <= index < size:
+            raise IndexError(f"index {index} is out of range for a Sequential of {size} modules")
+        return list(self._modules)[index % size]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return type(self)(OrderedDict(list(self._modules.items())[index]))
+        return self._modules[self._key(index)]
+
+    def __setitem__(self, index, module):
+        self.add_module(self._key(index), module)
+
+    def __delitem__(self, index):
+        del self._modules[self._key(index)]
+        # torch renumbers the rest so keys stay "0", "1", ...
+        modules = list(self._modules.values())
+        self._modules.clear()
+        for position, module in enumerate(modules):
+            self.add_module(str(position), module)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+    def forward(self, input):
+        for module in self:
+            input = module(input)
+        return input
+
+
+class ReLU(Module):
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return input.relu()
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class Tanh(Module):
+    def forward(self, input):
+        return input.tanh()
+
+
+class Sigmoid(Module):
+    def forward(self, input):
+        return input.sigmoid()
+
+
+class Identity(Module):
+    """Returns its input; takes (and ignores) any arguments, as torch's does."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, input):
+        return input

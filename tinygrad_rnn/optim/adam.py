@@ -1,0 +1,68 @@
+"""Adam (L2 weight decay added to the gradient) and AdamW (weight decay decoupled from it)."""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from .optimizer import Optimizer, check_nonnegative
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam with bias correction; amsgrad keeps the running max of the second moment.
+
+    State per parameter: 'step' (a float, as torch's step tensor holds), 'exp_avg', 'exp_avg_sq'
+    and, with amsgrad, 'max_exp_avg_sq' (arrays of the parameter's shape and dtype).
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=False):
+        check_nonnegative(learning_rate=lr, epsilon=eps, weight_decay=weight_decay)
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+
+    def _update(self, param, grad, group):
+        # Python floats, so float32 arrays stay float32 (a numpy float64 scalar would upcast them).
+        lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+        beta1, beta2 = (float(b) for b in group["betas"])
+        xp = get_array_module(param.data)
+        if group["maximize"]:
+            grad = -grad
+        state = self.state.setdefault(param, {})
+        if not state:
+            state["step"] = 0.0
+            state["exp_avg"] = xp.zeros_like(param.data)
+            state["exp_avg_sq"] = xp.zeros_like(param.data)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = xp.zeros_like(param.data)
+        state["step"] = step = state["step"] + 1
+        if weight_decay != 0:
+            if group["decoupled_weight_decay"]:
+                param.data *= 1 - lr * weight_decay
+            else:
+                grad = grad + weight_decay * param.data
+        state["exp_avg"] = exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
+        state["exp_avg_sq"] = exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
+        step_size = lr / (1 - beta1 ** step)
+        bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = exp_avg_sq = xp.maximum(state["max_exp_avg_sq"], exp_avg_sq)
+        denom = xp.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
+        param.data += -step_size * exp_avg / denom
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: p <- p * (1 - lr * weight_decay) before the Adam step."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)
+
+
+def _lerp(start, end, weight):
+    """torch.lerp's two-branch formula (each branch exact at its own end)."""
+    if abs(weight) < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * (1 - weight)

@@ -1,0 +1,35 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay."""
+from __future__ import annotations
+
+from .optimizer import Optimizer, check_nonnegative
+
+
+class SGD(Optimizer):
+    """torch.optim.SGD: v <- momentum * v + (1 - dampening) * g;  p <- p - lr * (g + momentum * v or v).
+
+    State per parameter (only with momentum): 'momentum_buffer', an array of its shape.
+    """
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
+                 maximize=False):
+        check_nonnegative(learning_rate=lr, momentum=momentum, weight_decay=weight_decay)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
+
+    def _update(self, param, grad, group):
+        # Python floats, so float32 arrays stay float32 (a numpy float64 scalar would upcast them).
+        lr, momentum, dampening, weight_decay = (float(group[k]) for k in
+                                                 ("lr", "momentum", "dampening", "weight_decay"))
+        if group["maximize"]:
+            grad = -grad
+        if weight_decay != 0:
+            grad = grad + weight_decay * param.data
+        if momentum != 0:
+            state = self.state.setdefault(param, {})
+            buf = state.get("momentum_buffer")
+            buf = grad.copy() if buf is None else buf * momentum + (1 - dampening) * grad
+            state["momentum_buffer"] = buf
+            grad = grad + momentum * buf if group["nesterov"] else buf
+        param.data += -lr * grad
