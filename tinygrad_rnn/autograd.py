@@ -148,6 +148,7 @@ _make_tensor = None  # Tensor._make and Tensor, set by tensor.py (which imports 
 _Tensor = None
 _new_tensor = object.__new__
 _numpy_scalars = backend.NUMPY_SCALARS
+ensure_array = backend.ensure_array
 
 
 def _check_same_device(ctx, inputs):
@@ -185,21 +186,51 @@ def _toposort(root):
     return order
 
 
+class SparseGrad:
+    """A gradient that is zero except at `index`: what slicing one time step out of a
+    sequence sends back. The engine adds it into the parent's gradient buffer in place,
+    so T slices of a (T, ...) tensor cost O(T) in backward, not T full-size arrays."""
+
+    __slots__ = ("index", "values", "shape", "advanced")
+
+    def __init__(self, index, values, shape, advanced):
+        self.index, self.values, self.shape, self.advanced = index, values, shape, advanced
+
+    def add_into(self, buffer):
+        if self.advanced:
+            backend.scatter_add(buffer, self.index, self.values)
+        else:
+            buffer[self.index] += self.values
+        return buffer
+
+    def dense(self):
+        xp = backend.get_array_module(self.values)
+        return self.add_into(xp.zeros(self.shape, dtype=self.values.dtype))
+
+
 def run_backward(root, grad, retain_graph=False):
-    """Reverse-mode sweep from `root` with upstream gradient `grad` (an array)."""
+    """Reverse-mode sweep from `root` with upstream gradient `grad` (an array).
+
+    Gradients of a tensor used several times are summed into a buffer the engine owns
+    (made by the engine, referenced nowhere else), in place; arrays that came from an
+    op's backward may be shared, so they are never written into.
+    """
     global _grad_enabled
     if root._ctx is None:
         _accumulate_leaf(root, grad)
         return
     grads = {id(root): grad}
+    owned = set()  # keys of `grads` whose array the engine made and may write into
     leaves = []
     pop, get, accumulate, detect = grads.pop, grads.get, _accumulate_leaf, _detect_anomaly
     previous_mode, _grad_enabled = _grad_enabled, False  # backward builds no graph
     try:
         for node in reversed(_toposort(root)):
-            g = pop(id(node), None)
+            key = id(node)
+            g = pop(key, None)
             if g is None:
                 continue
+            owned.discard(key)
             if node._retains_grad:
                 accumulate(node, g)
             ctx = node._ctx
@@ -213,32 +244,43 @@ def run_backward(root, grad, retain_graph=False):
             for parent, pg in zip(ctx.parents, input_grads):
                 if pg is None or not parent.requires_grad:
                     continue
-                if pg.shape != parent.data.shape:
+                sparse = type(pg) is SparseGrad
+                if not sparse and pg.shape != parent.data.shape:
                     pg = sum_to(pg, parent.data.shape)
                 if detect:
-                    _check_finite(pg, f"backward of {ctx.name}")
+                    _check_finite(pg.values if sparse else pg, f"backward of {ctx.name}")
                 key = id(parent)
                 previous = get(key)
                 if previous is None:
+                    if sparse:
+                        pg = pg.dense()
+                        owned.add(key)
                     grads[key] = pg
                     if parent._ctx is None:
                         leaves.append(parent)
+                elif key in owned:
+                    if sparse:
+                        pg.add_into(previous)
+                    else:
+                        previous += pg
                 else:
-                    grads[key] = previous + pg
+                    grads[key] = pg.add_into(previous.copy()) if sparse else ensure_array(previous + pg)
+                    owned.add(key)
             if not retain_graph:
                 ctx.saved = None
                 ctx.freed = True
         for leaf in leaves:  # each leaf written once, after all its contributions are summed
-            accumulate(leaf, grads[id(leaf)])
+            key = id(leaf)
+            accumulate(leaf, grads[key], owned=key in owned)
     finally:
         _grad_enabled = previous_mode
 
 
-def _accumulate_leaf(tensor, grad):
+def _accumulate_leaf(tensor, grad, owned=False):
     if grad.dtype != tensor.data.dtype:
-        grad = grad.astype(tensor.data.dtype)
+        grad, owned = grad.astype(tensor.data.dtype), True
     if tensor.grad is None:
-        # A copy: an op's backward may hand the same array to several inputs.
-        tensor.grad = _make_tensor(grad.copy(), False, None)
+        # Unless the engine made it, a copy: an op's backward may hand one array to several inputs.
+        tensor.grad = _make_tensor(grad if owned else grad.copy(), False, None)
     else:
         tensor.grad.data = backend.ensure_array(tensor.grad.data + grad)

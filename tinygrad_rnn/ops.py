@@ -7,8 +7,8 @@ one method on Tensor, one row in tests/test_gradcheck.py (a test fails without i
 """
 from __future__ import annotations
 
-from .autograd import Function
-from .backend import get_array_module, scatter_add
+from .autograd import Function, SparseGrad
+from .backend import get_array_module
 from .errors import DTypeError, ShapeError
 
 REGISTRY = {}  # name -> Function subclass; the gradcheck suite demands a row for each
@@ -359,7 +359,8 @@ def _is_advanced(index):
 
 @register
 class GetItem(Function):
-    """Basic and integer-array indexing; backward scatters (and adds repeated indices)."""
+    """Basic and integer-array indexing; backward scatters (adding repeated indices) into the
+    input's gradient in place, through the engine (see autograd.SparseGrad)."""
 
     def forward(self, a, index):
         self.in_shape = a.shape
@@ -369,12 +370,7 @@ class GetItem(Function):
 
     def backward(self, g):
         (index,) = self.saved
-        grad = get_array_module(g).zeros(self.in_shape, dtype=g.dtype)
-        if self.advanced:
-            scatter_add(grad, index, g)
-        else:
-            grad[index] = g
-        return grad
+        return SparseGrad(index, g, self.in_shape, self.advanced)
 
 
 def check_index_array(array, op="getitem"):

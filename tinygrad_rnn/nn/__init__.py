@@ -3,3 +3,5 @@ from . import functional, init, utils  # noqa: F401
 from .layers import BatchNorm1d, Dropout, Embedding, Identity, Linear, ReLU, Sequential, Sigmoid, Tanh  # noqa: F401
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: F401
 from .module import Module, Parameter
+from .cells import GRUCell, LSTMCell, RNNCell, gru_cell, lstm_cell, rnn_relu_cell, rnn_tanh_cell  # noqa: F401
+from .rnn import GRU, LSTM, RNN, RNNBase, init_irnn_  # noqa: F401

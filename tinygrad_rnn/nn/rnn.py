@@ -1,0 +1,274 @@
+"""Sequence layers: one unroll over time, one loop over layers x directions, thin RNN/LSTM/GRU on top.
+
+Shapes follow torch: input (T, B, I) (or (B, T, I) with batch_first, or (T, I) unbatched),
+output (T, B, D*H), states (D*num_layers, B, H) with D = 2 when bidirectional.
+
+Variable-length batches take `lengths` (one int per batch element, any order) instead of
+torch's packed sequences: a 0/1 mask keeps each sequence's state fixed at its padded
+steps (state = where(real, new, old)), so h_n is the state at the last real step, the
+reverse direction starts at the last real step, and padded outputs are zero, as after
+pad_packed_sequence.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .. import backend
+from ..autograd import scope
+from ..creation import zeros
+from ..errors import ShapeError
+from ..tensor import Tensor, cat, stack, where
+from . import init
+from .cells import KINDS, RecurrentModule, RNNCell, check_input, register_cell_parameters, rnn_mode
+from .functional import dropout, linear
+
+
+def unstack(x):
+    """x (T, ...) -> [x[0], ..., x[T-1]]; their gradients meet in one buffer (autograd.SparseGrad)."""
+    return [x[t] for t in range(x.shape[0])]
+
+
+def unroll(step, x_steps, state, w_hh_t, b_hh=None, reverse=False, masks=None, label="l0"):
+    """Run `step` over time.
+
+    x_steps: T input projections (B, G*H); state: tuple of (B, H); masks: None or T entries,
+    each None (every sequence real at t) or a (B, 1) bool array (False where t is padding).
+    Returns the T outputs h_t in time order and the final state tuple.
+    """
+    outputs = [None] * len(x_steps)
+    for t in (reversed(range(len(x_steps))) if reverse else range(len(x_steps))):
+        with scope(f"{label}/t{t}"):
+            new = step(x_steps[t], state, w_hh_t, b_hh)
+            if masks is not None and masks[t] is not None:
+                new = tuple(where(masks[t], n, old) for n, old in zip(new, state))
+        state = new
+        outputs[t] = state[0]
+    return outputs, state
+
+
+def _run_direction(kind, x, state, weights, reverse, masks, label):
+    """One layer, one direction: x (T, B, I) -> outputs (T, B, H), final state tuple."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    steps, batch = x.shape[:2]
+    with scope(f"{label}/input"):
+        # The input half of every gate for all steps in one matmul; for RNN/LSTM b_hh joins it.
+        bias = b_ih + b_hh if kind.folds_hidden_bias and b_ih is not None else b_ih
+        proj = linear(x.reshape(steps * batch, x.shape[2]), w_ih, bias).reshape(steps, batch, -1)
+        x_steps = unstack(proj)
+        w_hh_t = w_hh.T
+    outputs, final = unroll(kind.step, x_steps, state, w_hh_t, None if kind.folds_hidden_bias else b_hh,
+                            reverse, masks, label)
+    with scope(f"{label}/output"):
+        return stack(outputs), final
+
+
+def run_layers(kind, x, initial, weights, num_layers, bidirectional, p=0.0, training=False, masks=None):
+    """The stacking loop: x (T, B, I) -> (output (T, B, D*H), final states tuple of (D*L, B, H)).
+
+    initial: tuple of (D*L, B, H) tensors or None (zeros); weights: D*L tuples (w_ih, w_hh, b_ih, b_hh)
+    in torch's order (layer by layer, forward then reverse).
+    """
+    directions = 2 if bidirectional else 1
+    zero = None if initial is not None else zeros(x.shape[1], weights[0][1].shape[1], dtype=x.dtype,
+                                                  device=x.device)
+    finals = []
+    for layer in range(num_layers):
+        if layer > 0:
+            with scope(f"l{layer}"):
+                x = dropout(x, p, training)
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            state = tuple(s[index] for s in initial) if initial is not None else (zero,) * kind.state_size
+            label = f"l{layer}{'_reverse' if direction else ''}"
+            out, final = _run_direction(kind, x, state, weights[index], bool(direction), masks, label)
+            outputs.append(out)
+            finals.append(final)
+        with scope(f"l{layer}"):
+            x = outputs[0] if directions == 1 else cat(outputs, -1)
+    return x, tuple(stack([f[i] for f in finals]) for i in range(kind.state_size))
+
+
+def _lengths_array(lengths, steps, batch, who):
+    """Validate `lengths` -> host int64 array (B,)."""
+    host = lengths.numpy() if isinstance(lengths, Tensor) else np.asarray(lengths)
+    if host.ndim != 1 or (host.size and host.dtype.kind not in "iu"):
+        raise ShapeError(f"{who}: lengths must be a 1-D sequence of ints, got {host.dtype} of shape {host.shape}")
+    if host.size != batch:
+        raise ShapeError(f"{who}: got {host.size} lengths for a batch of {batch}")
+    if host.size and (host.min() < 1 or host.max() > steps):
+        raise ShapeError(f"{who}: lengths must be in [1, {steps}] (the padded length), got {host.tolist()}")
+    return host.astype(np.int64)
+
+
+def _length_masks(lengths, steps, batch, x, who):
+    """Per-step (B, 1) bool masks (None where all are real) and the (T, B, 1) output mask."""
+    real = _lengths_array(lengths, steps, batch, who)[None, :] > np.arange(steps)[:, None]  # (T, B)
+    device_real = backend.asarray(real[:, :, None], device=x.device)
+    step_masks = [None if real[t].all() else device_real[t] for t in range(steps)]
+    return step_masks, Tensor(real[:, :, None].astype(x.dtype), device=x.device)
+
+
+class RNNBase(RecurrentModule):
+    """Parameters and forward shared by RNN, LSTM and GRU; `mode` is a key of cells.KINDS."""
+
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+        super().__init__()
+        who = type(self).__name__
+        if input_size <= 0 or hidden_size <= 0 or num_layers <= 0:
+            raise ValueError(f"{who}: input_size, hidden_size and num_layers must be positive, got "
+                             f"{input_size}, {hidden_size}, {num_layers}")
+        if isinstance(dropout, bool) or not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"{who}: dropout must be a number in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(f"{who}: dropout={dropout} acts between layers, so it does nothing with "
+                          "num_layers=1", UserWarning, stacklevel=3)
+        self.mode, self.input_size, self.hidden_size = mode, input_size, hidden_size
+        self.num_layers, self.bias, self.batch_first = num_layers, bias, batch_first
+        self.dropout, self.bidirectional = float(dropout), bidirectional
+        directions = 2 if bidirectional else 1
+        self._weight_names = []  # per layer and direction: the 4 names, biases included even when absent
+        for layer in range(num_layers):
+            for suffix in ("", "_reverse")[:directions]:
+                layer_input = input_size if layer == 0 else hidden_size * directions
+                register_cell_parameters(self, f"_l{layer}{suffix}", layer_input, hidden_size,
+                                         KINDS[mode].gates, bias)
+                self._weight_names.append(tuple(f"{w}_l{layer}{suffix}" for w in
+                                                ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+        self._init_parameters(device, dtype)
+
+    def flatten_parameters(self):
+        """A no-op, for code written for torch's cuDNN layers."""
+
+    @property
+    def all_weights(self):
+        """[[w_ih, w_hh(, b_ih, b_hh)] per layer and direction], in torch's order."""
+        return [[p for p in group if p is not None] for group in self._weights()]
+
+    def _weights(self):
+        """(w_ih, w_hh, b_ih, b_hh) per layer and direction; biases None without bias."""
+        return [tuple(getattr(self, n) for n in names) for names in self._weight_names]
+
+    _repr_defaults = (("num_layers", 1), ("bias", True), ("batch_first", False), ("dropout", 0.0),
+                      ("bidirectional", False))
+
+    # ---- forward -------------------------------------------------------------------------
+    def _check_input(self, x):
+        layout = f"3 dims ({'B, T' if self.batch_first else 'T, B'}, input_size) or 2 dims (T, input_size) unbatched"
+        check_input(type(self).__name__, x, (2, 3), layout, self.input_size, self.weight_ih_l0)
+        steps = x.shape[1 if self.batch_first and x.ndim == 3 else 0]
+        if steps == 0:
+            raise ShapeError(f"{type(self).__name__}: expected at least one time step, got input shape {x.shape}")
+
+    def _check_state(self, hx, x, batched):
+        """hx (tuple of tensors or None) -> tuple of (D*L, B, H) tensors or None."""
+        if hx is None:
+            return None
+        who = type(self).__name__
+        layers = self.num_layers * (2 if self.bidirectional else 1)
+        expected = (layers, x.shape[1], self.hidden_size) if batched else (layers, self.hidden_size)
+        names = ("h_0", "c_0") if len(hx) == 2 else ("h_0",)
+        for name, h in zip(names, hx):
+            if not isinstance(h, Tensor) or h.shape != expected:
+                got = h.shape if isinstance(h, Tensor) else type(h).__name__
+                raise ShapeError(f"{who}: expected {name} of shape {expected} (D*num_layers, "
+                                 f"{'B, ' if batched else ''}hidden_size), got {got}")
+        return hx if batched else tuple(h.unsqueeze(1) for h in hx)
+
+    def _forward(self, x, hx, lengths):
+        """x as given; hx a tuple or None -> (output, tuple of final states), in the caller's layout.
+
+        Every node made here is labelled "<rnn|lstm|gru>/l{layer}[_reverse]/t{t}" (or /input, /output)
+        under the caller's scope, so a rendered graph can group it by layer, direction and time step.
+        """
+        with scope(type(self).__name__.lower()):
+            return self._forward_in_scope(x, hx, lengths)
+
+    def _forward_in_scope(self, x, hx, lengths):
+        self._check_input(x)
+        batched = x.ndim == 3
+        if not batched:
+            x = x.unsqueeze(1)
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        initial = self._check_state(hx, x, batched)
+        masks = None
+        if lengths is not None:
+            masks, out_mask = _length_masks(lengths, x.shape[0], x.shape[1], x, type(self).__name__)
+        output, finals = run_layers(KINDS[self.mode], x, initial, self._weights(), self.num_layers, self.bidirectional,
+                                    self.dropout, self.training, masks)
+        if lengths is not None:
+            output = output * out_mask  # padded positions are zero, as after pad_packed_sequence
+        if not batched:
+            return output.squeeze(1), tuple(f.squeeze(1) for f in finals)
+        return (output.transpose(0, 1) if self.batch_first else output), finals
+
+
+class RNN(RNNBase):
+    """Elman RNN, h_t = tanh or relu(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+
+    forward(x, hx=None, lengths=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H)).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+        super().__init__(rnn_mode(nonlinearity, "RNN"), input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device, dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input, hx=None, lengths=None):
+        output, (h_n,) = self._forward(input, None if hx is None else (hx,), lengths)
+        return output, h_n
+
+
+class LSTM(RNNBase):
+    """LSTM with gates i, f, g, o.
+
+    forward(x, (h_0, c_0)=None, lengths=None) -> (output (T, B, D*H), (h_n, c_n) each (D*num_layers, B, H)).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, device=None, dtype=None):
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype)
+
+    def forward(self, input, hx=None, lengths=None):
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"LSTM: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+        output, finals = self._forward(input, None if hx is None else tuple(hx), lengths)
+        return output, finals
+
+
+class GRU(RNNBase):
+    """GRU with gates r, z, n.
+
+    forward(x, h_0=None, lengths=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H)).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, device=None, dtype=None):
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype)
+
+    def forward(self, input, hx=None, lengths=None):
+        output, (h_n,) = self._forward(input, None if hx is None else (hx,), lengths)
+        return output, h_n
+
+
+def init_irnn_(module, gain=1.0):
+    """IRNN (Le et al. 2015): every recurrent weight of an RNN or RNNCell = gain * I, every bias 0.
+
+    Input weights keep their init. Returns the module.
+    """
+    if not isinstance(module, (RNN, RNNCell)):
+        raise TypeError(f"init_irnn_: expected an RNN or RNNCell, got {type(module).__name__} "
+                        "(its recurrent weight is not square)")
+    for name, p in module.named_parameters():
+        if name.startswith("weight_hh"):
+            init.eye_(p, gain)
+        elif name.startswith("bias"):
+            init.zeros_(p)
+    return module
