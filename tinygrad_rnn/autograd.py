@@ -89,8 +89,7 @@ class Function:
     """
 
     differentiable = True
-    saved = ()      # instance attributes once set; class defaults spare the hot path two stores
-    freed = False
+    saved = ()  # becomes None when backward frees the node (see run_backward)
 
     def save_for_backward(self, *arrays):
         self.saved = arrays
@@ -133,7 +132,7 @@ class Function:
         if type(out) in _numpy_scalars:  # numpy turns 0-d results into scalars; keep arrays
             out = backend.np.asarray(out)
         t = _new_tensor(_Tensor)  # Tensor._make, inlined: this runs once per op
-        t.data, t.grad, t._retains_grad, t.name = out, None, False, None
+        t.data, t.grad = out, None
         if requires_grad and _grad_enabled and cls.differentiable:
             ctx.parents = inputs
             ctx.scope = _scope
@@ -234,7 +233,7 @@ def run_backward(root, grad, retain_graph=False):
             if node._retains_grad:
                 accumulate(node, g)
             ctx = node._ctx
-            if ctx.freed:
+            if ctx.saved is None:
                 raise GraphError(
                     f"backward through the graph of '{ctx.name}' a second time: its saved arrays "
                     "were freed by the first backward; pass retain_graph=True to the first call")
@@ -268,10 +267,13 @@ def run_backward(root, grad, retain_graph=False):
                     owned.add(key)
             if not retain_graph:
                 ctx.saved = None
-                ctx.freed = True
         for leaf in leaves:  # each leaf written once, after all its contributions are summed
             key = id(leaf)
-            accumulate(leaf, grads[key], owned=key in owned)
+            g = grads[key]
+            if leaf.grad is None and g.dtype == leaf.data.dtype:  # the usual case, inlined
+                leaf.grad = _make_tensor(g if key in owned else g.copy(), False, None)
+            else:
+                accumulate(leaf, g, owned=key in owned)
     finally:
         _grad_enabled = previous_mode
 

@@ -44,7 +44,10 @@ def _pick(dim, axis):
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_retains_grad", "name", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__dict__", "__weakref__")
+    # Rarely set, so class defaults: a new tensor (one per op) stores four slots, not six.
+    _retains_grad = False
+    name = None  # an optional label for graph rendering
     __array_priority__ = 1000  # numpy scalars on the left defer to our __radd__ etc.
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -57,8 +60,6 @@ class Tensor:
                                     device=device if device is not None else _device_or_cpu(data))
         self.grad = None
         self._ctx = None
-        self._retains_grad = False
-        self.name = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -68,8 +69,7 @@ class Tensor:
         t = object.__new__(cls)
         if type(data) in _NUMPY_SCALARS:  # numpy reduces 0-d results to scalars; keep arrays
             data = np.asarray(data)
-        t.data, t.requires_grad, t._ctx = data, requires_grad, ctx
-        t.grad, t._retains_grad, t.name = None, False, None
+        t.data, t.requires_grad, t._ctx, t.grad = data, requires_grad, ctx, None
         return t
 
     # ---- properties ----------------------------------------------------------------
