@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/rnn.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
