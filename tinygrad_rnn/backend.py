@@ -152,6 +152,19 @@ def to_numpy(array) -> np.ndarray:
     return _backend_of(array).to_host(array)
 
 
+def host_array(value) -> np.ndarray:
+    """numpy view/copy of anything array-like: an array of any backend, a tinygrad_rnn Tensor,
+    or a foreign tensor with .detach()/.cpu()/.numpy() (a torch state_dict entry)."""
+    data = getattr(value, "data", None)
+    if data is not None and any(isinstance(data, t) for t in _by_type):  # a Tensor
+        value = data
+    if any(isinstance(value, t) for t in _by_type):
+        return to_numpy(value)
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # torch
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
 def to_device(array, device):
     """Move an array to a device (no copy when it is already there)."""
     device = canonical_device(device)

@@ -408,6 +408,9 @@ class MatMul(Function):
         if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
             raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not align "
                              f"(inner sizes {a.shape[-1:]} vs {b.shape[-2:-1]})")
+        if a.dtype != b.dtype:  # torch refuses; promoting would silently turn a float32 model float64
+            raise DTypeError(f"matmul: dtypes differ ({a.dtype} {tuple(a.shape)} and {b.dtype} {tuple(b.shape)}); "
+                             "cast one with .to(dtype)")
         self.save_for_backward(a, b)
         return a @ b
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import autograd, backend
 from . import ops as F
-from .errors import DTypeError, GraphError, ShapeError
+from .errors import DeviceError, DTypeError, GraphError, ShapeError
 
 _NUMPY_SCALARS = backend.NUMPY_SCALARS
 # The seed of backward() from a scalar, made once per dtype: backwards never write into
@@ -547,12 +547,12 @@ def _normalize_index(index, tensor):
     for i in index:
         if isinstance(i, Tensor):
             i = i.data
-        elif isinstance(i, (list, np.ndarray)):
-            i = backend.asarray(i, device=tensor.device)
+        elif isinstance(i, (list, np.ndarray)) or hasattr(i, "__array__") or hasattr(i, "__dlpack__"):
+            i = backend.asarray(backend.host_array(i), device=tensor.device)  # lists, numpy, torch
         if hasattr(i, "dtype") and hasattr(i, "shape"):
             F.check_index_array(i)
             if backend.device_of(i) != tensor.device:
-                raise backend.DeviceError(f"getitem: index on {backend.device_of(i)}, tensor on {tensor.device}")
+                raise DeviceError(f"getitem: index on {backend.device_of(i)}, tensor on {tensor.device}")
         elif isinstance(i, float):
             raise F.DTypeError(f"getitem: float index {i!r}; indices must be integers")
         out.append(i)
@@ -601,11 +601,17 @@ def stack(tensors, dim=0):
 
 
 def where(condition, a, b):
-    condition = condition.data if isinstance(condition, Tensor) else condition
+    """a where condition holds, else b; the condition (any dtype, read as bool) gets no gradient."""
     if not isinstance(a, Tensor):
         a = b._lift(a)
     if not isinstance(b, Tensor):
         b = a._lift(b)
+    if isinstance(condition, Tensor):
+        if condition.device != a.device:
+            raise DeviceError(f"where: condition on {condition.device}, values on {a.device}")
+        condition = condition.data
+    else:
+        condition = backend.asarray(backend.host_array(condition), device=a.device)
     return F.Where.apply(a, b, condition=condition.astype(bool))
 
 

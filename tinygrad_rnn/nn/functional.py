@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..backend import get_array_module
-from ..errors import DTypeError, ShapeError
+from ..errors import DeviceError, DTypeError, ShapeError
 from ..tensor import Tensor, get_xp, one_hot, stack, where  # noqa: F401  (one_hot re-exported, as in torch)
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -86,6 +86,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """
     if input.ndim not in (2, 3):
         raise ShapeError(f"batch_norm: expected 2D or 3D input (N, C) or (N, C, L), got shape {input.shape}")
+    mixed = {str(t.dtype) for t in (running_mean, running_var, weight, bias) if t is not None} - {str(input.dtype)}
+    if mixed:  # torch refuses too; promoting would quietly turn a float32 model float64
+        raise DTypeError(f"batch_norm: input is {input.dtype} but its parameters/buffers are "
+                         f"{', '.join(sorted(mixed))}; cast the input or the module (.double()/.float())")
     channels = input.shape[1]
     axes = (0,) + tuple(range(2, input.ndim))
     shape = (1, channels) + (1,) * (input.ndim - 2)
@@ -223,8 +227,13 @@ def mse_loss(input, target, reduction="mean"):
 # ---- helpers ----------------------------------------------------------------------------
 
 def _as_tensor(value, like):
-    """A Tensor on like's device (lists and host arrays are moved; Tensors pass through)."""
-    return value if isinstance(value, Tensor) else Tensor(value, device=like.device)
+    """A Tensor on like's device: lists and host arrays are moved there; a Tensor elsewhere is an error."""
+    if not isinstance(value, Tensor):
+        return Tensor(value, device=like.device)
+    if value.device != like.device:
+        raise DeviceError(f"a tensor of shape {value.shape} on {value.device} was combined with an input "
+                          f"of shape {like.shape} on {like.device}; move it with .to('{like.device}')")
+    return value
 
 
 def _index_tensor(index, weight, op):

@@ -41,17 +41,26 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                  f"before assigning {name!r}")
-        for registry in (self._parameters, self._buffers, self._modules):
-            registry.pop(name, None)
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            target = self._parameters
         elif isinstance(value, Module):
-            self._modules[name] = value
-        elif name in self.__dict__.get("_buffer_names", ()):
-            self._buffers[name] = value
+            target = self._modules
+        elif name in self._parameters:
+            if value is not None:  # torch refuses too: the weight would silently stop training
+                raise TypeError(f"cannot assign {type(value).__name__} as parameter '{name}' of "
+                                f"{type(self).__name__} (Parameter or None expected)")
+            target = self._parameters
+        elif name in self._buffers:
+            target = self._buffers
         else:
+            for registry in (self._parameters, self._buffers, self._modules):
+                registry.pop(name, None)
             object.__setattr__(self, name, value)
             return
+        for registry in (self._parameters, self._buffers, self._modules):
+            if registry is not target:
+                registry.pop(name, None)
+        target[name] = value  # replacing keeps the key's place, so state_dict order stays torch's
         self.__dict__.pop(name, None)
 
     def __getattr__(self, name):
@@ -74,11 +83,13 @@ class Module:
         else:
             setattr(self, name, param)
 
-    def register_buffer(self, name, tensor):
-        """A non-trainable tensor saved in state_dict (running statistics); None is allowed."""
-        self.__dict__.setdefault("_buffer_names", set()).add(name)
+    def register_buffer(self, name, tensor, persistent=True):
+        """A non-trainable tensor (running statistics); None is allowed. Persistent buffers
+        are saved in state_dict, others only move with .to()."""
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
+        if not persistent:
+            self.__dict__.setdefault("_non_persistent", set()).add(name)
 
     def add_module(self, name, module):
         self._modules[name] = module
@@ -152,8 +163,8 @@ class Module:
                 continue
             if set_to_none:
                 p.grad = None
-            else:
-                p.grad.data = p.grad.data * 0
+            else:  # zeros, not grad * 0: an exploded inf/NaN gradient must not survive
+                p.grad.data = backend.get_array_module(p.grad.data).zeros_like(p.grad.data)
 
     def requires_grad_(self, requires_grad=True):
         for p in self.parameters():
@@ -193,12 +204,19 @@ class Module:
         return self.to(f"cuda:{index}")
 
     # ---- state ------------------------------------------------------------------------
-    def _state_items(self):
-        for module_name, module in self.named_modules():
-            for registry in (module._parameters, module._buffers):
-                for name, value in registry.items():
-                    if value is not None:
-                        yield (f"{module_name}.{name}" if module_name else name), value
+    def _state_items(self, prefix=""):
+        """(key, tensor) in torch's state_dict order. Unlike named_modules, a module reached
+        twice (Sequential(shared, shared)) is listed under each of its names, as in torch."""
+        skip = self.__dict__.get("_non_persistent", ())
+        for name, value in self._parameters.items():
+            if value is not None:
+                yield prefix + name, value
+        for name, value in self._buffers.items():
+            if value is not None and name not in skip:
+                yield prefix + name, value
+        for name, module in self._modules.items():
+            if module is not None:
+                yield from module._state_items(f"{prefix}{name}.")
 
     def state_dict(self):
         """Ordered {name: numpy array} of parameters and buffers, copies, in torch's key order."""
@@ -214,9 +232,7 @@ class Module:
         for key, target in own.items():
             if key not in state_dict:
                 continue
-            value = state_dict[key]
-            value = value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else value
-            value = np.asarray(value)
+            value = backend.host_array(state_dict[key])
             if tuple(value.shape) != target.shape:
                 mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {target.shape}")
             arrays[key] = value

@@ -141,21 +141,19 @@ class Optimizer:
 
 
 def _to_host(value):
-    """Arrays of any backend -> numpy copies; numbers pass through."""
-    if isinstance(value, Tensor):
-        value = value.data
+    """Arrays of any backend (or torch tensors) -> numpy copies; numbers pass through."""
     if value is None or isinstance(value, Number):
         return value
-    return np.array(backend.to_numpy(value), copy=True)
+    return np.array(backend.host_array(value), copy=True)
 
 
 def _to_param(value, param, where):
     """A saved state entry as an array beside `param` (its device; its dtype if floating)."""
-    if isinstance(value, Tensor):
-        value = value.data
     if value is None or isinstance(value, Number):
         return value
-    host = np.array(backend.to_numpy(value), copy=True)
+    host = np.array(backend.host_array(value), copy=True)
+    if host.ndim == 0 and param.ndim != 0:
+        return host.item()  # a counter such as Adam's 'step', which torch keeps as a 0-d tensor
     if tuple(host.shape) != param.shape:
         raise ShapeError(f"load_state_dict: {where} has shape {tuple(host.shape)}, "
                          f"its parameter has shape {param.shape}")
