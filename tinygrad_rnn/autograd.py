@@ -221,15 +221,13 @@ def run_backward(root, grad, retain_graph=False):
     grads = {id(root): grad}
     owned = set()  # keys of `grads` whose array the engine made and may write into
     leaves = []
-    pop, get, accumulate, detect = grads.pop, grads.get, _accumulate_leaf, _detect_anomaly
+    pop, get, accumulate, detect, sparse_type = grads.pop, grads.get, _accumulate_leaf, _detect_anomaly, SparseGrad
     previous_mode, _grad_enabled = _grad_enabled, False  # backward builds no graph
     try:
         for node in reversed(_toposort(root)):
-            key = id(node)
-            g = pop(key, None)
+            g = pop(id(node), None)  # no consumer comes later in this order: the key is done with
             if g is None:
                 continue
-            owned.discard(key)
             if node._retains_grad:
                 accumulate(node, g)
             ctx = node._ctx
@@ -243,7 +241,7 @@ def run_backward(root, grad, retain_graph=False):
             for parent, pg in zip(ctx.parents, input_grads):
                 if pg is None or not parent.requires_grad:
                     continue
-                sparse = type(pg) is SparseGrad
+                sparse = type(pg) is sparse_type
                 if not sparse and pg.shape != parent.data.shape:
                     pg = sum_to(pg, parent.data.shape)
                 if detect:
