@@ -126,3 +126,13 @@ def test_optimizer_loads_a_torch_adam_state_dict():
         (ours(tg.tensor(ours_x, dtype=np.float32)) ** 2).sum().backward()
         opt.step()
     np.testing.assert_allclose(ours.weight.numpy(), reference.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_state_dict_prefix_and_keep_vars():
+    layer = nn.Linear(2, 1)
+    assert list(layer.state_dict(prefix="head.")) == ["head.weight", "head.bias"]
+    kept = layer.state_dict(keep_vars=True)
+    assert kept["weight"] is layer.weight
+    copied = layer.state_dict()
+    copied["weight"][...] = 7.0  # a copy: editing it leaves the module alone
+    assert not np.any(layer.weight.numpy() == 7.0)

@@ -218,9 +218,11 @@ class Module:
             if module is not None:
                 yield from module._state_items(f"{prefix}{name}.")
 
-    def state_dict(self):
-        """Ordered {name: numpy array} of parameters and buffers, copies, in torch's key order."""
-        return OrderedDict((k, np.array(v.numpy(), copy=True)) for k, v in self._state_items())
+    def state_dict(self, *, prefix="", keep_vars=False):
+        """Ordered {name: numpy array} of parameters and buffers, copies, in torch's key order;
+        keep_vars=True gives the Parameters and buffer Tensors themselves."""
+        return OrderedDict((k, v if keep_vars else np.array(v.numpy(), copy=True))
+                           for k, v in self._state_items(prefix))
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays (numpy, Tensor, or anything with .numpy()) into parameters and buffers."""
