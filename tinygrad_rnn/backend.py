@@ -152,13 +152,18 @@ def to_numpy(array) -> np.ndarray:
     return _backend_of(array).to_host(array)
 
 
+def is_array(value) -> bool:
+    """An array of a registered backend (numpy, cupy, ...)."""
+    return type(value) in _by_type or any(isinstance(value, t) for t in _by_type)
+
+
 def host_array(value) -> np.ndarray:
     """numpy view/copy of anything array-like: an array of any backend, a tinygrad_rnn Tensor,
     or a foreign tensor with .detach()/.cpu()/.numpy() (a torch state_dict entry)."""
     data = getattr(value, "data", None)
-    if data is not None and any(isinstance(data, t) for t in _by_type):  # a Tensor
+    if data is not None and is_array(data):  # a Tensor
         value = data
-    if any(isinstance(value, t) for t in _by_type):
+    if is_array(value):
         return to_numpy(value)
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # torch
         return value.detach().cpu().numpy()
@@ -179,7 +184,7 @@ def asarray(data, dtype=None, device="cpu", copy=False):
 
     copy=False shares memory where it can; copy=True always gives a fresh array."""
     device = canonical_device(device)
-    if type(data) in _by_type or any(isinstance(data, t) for t in _by_type):
+    if is_array(data):
         moved = to_device(data, device)
         if dtype is not None and moved.dtype != dtype:
             return moved.astype(dtype)

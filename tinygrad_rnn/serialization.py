@@ -54,7 +54,7 @@ def _encode(obj, arrays, where):
         return obj
     if isinstance(obj, Tensor):
         obj = obj.data
-    if _is_array(obj):
+    if backend.is_array(obj):
         return {"array": _store(backend.to_numpy(obj), arrays, where)}
     if isinstance(obj, (list, tuple)):
         items = [_encode(v, arrays, f"{where}[{i}]") for i, v in enumerate(obj)]
@@ -69,14 +69,6 @@ def _encode(obj, arrays, where):
         return {"odict" if isinstance(obj, OrderedDict) else "dict": pairs}
     raise TypeError(f"save: cannot store a {type(obj).__name__!r} at {where}; checkpoints hold dicts, lists, "
                     "tuples, arrays, Tensors, numbers, strings, bools and None")
-
-
-def _is_array(obj):
-    try:
-        backend.device_of(obj)
-    except TypeError:
-        return False
-    return True
 
 
 def _store(array, arrays, where):

@@ -607,11 +607,11 @@ def where(condition, a, b):
     if not isinstance(b, Tensor):
         b = a._lift(b)
     if isinstance(condition, Tensor):
-        if condition.device != a.device:
-            raise DeviceError(f"where: condition on {condition.device}, values on {a.device}")
         condition = condition.data
-    else:
+    elif not backend.is_array(condition):  # a list, or a foreign (torch) tensor
         condition = backend.asarray(backend.host_array(condition), device=a.device)
+    if backend.device_of(condition) != a.device:
+        raise DeviceError(f"where: condition on {backend.device_of(condition)}, values on {a.device}")
     return F.Where.apply(a, b, condition=condition.astype(bool))
 
 
