@@ -29,13 +29,15 @@ def set_default_dtype(dtype):
 class Backend:
     """An array namespace (numpy-like module) and the device names it serves."""
 
-    def __init__(self, prefix, xp, array_type, device_of, to_host, from_host):
+    def __init__(self, prefix, xp, array_type, device_of, to_host, from_host, scatter_add=None):
         self.prefix = prefix          # "cpu", "cuda", ...
         self.xp = xp                  # the numpy-like module
         self.array_type = array_type  # type of its arrays, for get_array_module
         self.device_of = device_of    # array -> canonical device string
         self.to_host = to_host        # array -> numpy.ndarray
         self.from_host = from_host    # (numpy.ndarray, device string) -> array
+        # (target, index, values): target[index] += values, repeated indices adding up
+        self.scatter_add = scatter_add or (lambda target, index, values: xp.add.at(target, index, values))
 
 
 _cpu = Backend("cpu", np, np.ndarray, lambda a: "cpu", lambda a: a, lambda a, d: a)
@@ -71,8 +73,10 @@ def _load_cupy():
         with cupy.cuda.Device(_device_index(device)):
             return cupy.asarray(a)
 
+    import cupyx  # scatter_add: cupy's ufunc.at exists only in recent releases
+
     return Backend("cuda", cupy, cupy.ndarray, lambda a: f"cuda:{a.device.id}",
-                   lambda a: a.get(), from_host)
+                   lambda a: a.get(), from_host, scatter_add=cupyx.scatter_add)
 
 
 register_backend(prefix="cuda", loader=_load_cupy)
@@ -195,11 +199,7 @@ def asarray(data, dtype=None, device="cpu", copy=False):
 
 def scatter_add(target, index, values):
     """target[index] += values, adding repeated indices up (numpy's ufunc.at)."""
-    xp = get_array_module(target)
-    if hasattr(xp, "add") and hasattr(xp.add, "at"):
-        xp.add.at(target, index, values)
-    else:  # backends without ufunc.at supply their own
-        xp.scatter_add(target, index, values)
+    _backend_of(target).scatter_add(target, index, values)
     return target
 
 
