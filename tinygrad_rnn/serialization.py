@@ -122,21 +122,11 @@ _UNREADABLE = (OSError, ValueError, EOFError, KeyError, UnicodeDecodeError, zipf
 def load(path):
     """Read a checkpoint written by `save`; arrays come back as numpy arrays, bit for bit."""
     path = os.fspath(path)
-    _check_is_zip(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except _UNREADABLE as e:
-        raise CheckpointError(f"{path}: truncated or corrupt .npz archive, not a readable checkpoint "
-                              f"({type(e).__name__}: {e})") from None
-    with archive:
-        if _META not in archive.files:
-            raise CheckpointError(f"{path}: an .npz archive without the '{_META}' entry, so not a checkpoint "
-                                  "written by tinygrad_rnn.save")
-        try:
-            meta = json.loads(archive[_META].tobytes().decode("utf-8"))
-            arrays = {name: archive[name] for name in archive.files if name != _META}
-        except _UNREADABLE as e:
-            raise CheckpointError(f"{path}: corrupt tinygrad_rnn checkpoint ({type(e).__name__}: {e})") from None
+    # Our own handle, closed on every path: np.load(path) leaks it when the archive is corrupt.
+    with open(path, "rb") as file:
+        _check_is_zip(path, file.read(6))
+        file.seek(0)
+        meta, arrays = _read_archive(path, file)
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT or "root" not in meta:
         raise CheckpointError(f"{path}: the '{_META}' entry does not describe a tinygrad_rnn checkpoint")
     if meta.get("version") != _VERSION:
@@ -150,10 +140,27 @@ def load(path):
         raise CheckpointError(f"{path}: malformed checkpoint structure ({e})") from None
 
 
-def _check_is_zip(path):
+def _read_archive(path, file):
+    """(the JSON structure, {entry name: array}) from an open .npz file."""
+    try:
+        archive = np.load(file, allow_pickle=False)
+    except _UNREADABLE as e:
+        raise CheckpointError(f"{path}: truncated or corrupt .npz archive, not a readable checkpoint "
+                              f"({type(e).__name__}: {e})") from None
+    with archive:
+        if _META not in archive.files:
+            raise CheckpointError(f"{path}: an .npz archive without the '{_META}' entry, so not a checkpoint "
+                                  "written by tinygrad_rnn.save")
+        try:
+            meta = json.loads(archive[_META].tobytes().decode("utf-8"))
+            arrays = {name: archive[name] for name in archive.files if name != _META}
+        except _UNREADABLE as e:
+            raise CheckpointError(f"{path}: corrupt tinygrad_rnn checkpoint ({type(e).__name__}: {e})") from None
+    return meta, arrays
+
+
+def _check_is_zip(path, head):
     """Name what the file is when it is not an .npz (zip) archive at all."""
-    with open(path, "rb") as f:
-        head = f.read(6)
     if head.startswith(b"PK\x03\x04"):
         return
     if not head:
