@@ -108,7 +108,7 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **kwargs):
         # The hot path of the whole engine: kept free of generators, imports and context managers.
-        ctx = cls.__new__(cls)
+        ctx = _new_object(cls)
         first = type(inputs[0].data)
         requires_grad = False
         arrays = []
@@ -145,7 +145,7 @@ class Function:
 _ndarray = backend.np.ndarray
 _make_tensor = None  # Tensor._make and Tensor, set by tensor.py (which imports this module)
 _Tensor = None
-_new_tensor = object.__new__
+_new_tensor = _new_object = object.__new__
 _numpy_scalars = backend.NUMPY_SCALARS
 ensure_array = backend.ensure_array
 

@@ -223,25 +223,25 @@ class Tensor:
 
     # ---- arithmetic ----------------------------------------------------------------
     def __add__(self, other):
-        return F.Add.apply(self, self._lift(other))
+        return F.Add.apply(self, other if type(other) is Tensor else self._lift(other))
 
     def __radd__(self, other):
         return F.Add.apply(self._lift(other), self)
 
     def __sub__(self, other):
-        return F.Sub.apply(self, self._lift(other))
+        return F.Sub.apply(self, other if type(other) is Tensor else self._lift(other))
 
     def __rsub__(self, other):
         return F.Sub.apply(self._lift(other), self)
 
     def __mul__(self, other):
-        return F.Mul.apply(self, self._lift(other))
+        return F.Mul.apply(self, other if type(other) is Tensor else self._lift(other))
 
     def __rmul__(self, other):
         return F.Mul.apply(self._lift(other), self)
 
     def __truediv__(self, other):
-        return F.Div.apply(self, self._lift(other))
+        return F.Div.apply(self, other if type(other) is Tensor else self._lift(other))
 
     def __rtruediv__(self, other):
         return F.Div.apply(self._lift(other), self)
@@ -329,7 +329,7 @@ class Tensor:
     # ---- reductions ------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         if dim is None and axis is None and not keepdim and not keepdims:  # the loss's usual sum
-            return F.Sum.apply(self, axis=None, keepdims=False)
+            return F.Sum.apply(self)
         axes = _normalize_axes(_pick(dim, axis), self.ndim)
         return F.Sum.apply(self, axis=axes, keepdims=bool(keepdims or keepdim))
 
