@@ -128,13 +128,12 @@ def test_gradcheck_catches_a_wrong_backward():
         tg.gradcheck(lambda a: BadSquare.apply(a), [x])
 
 
-@pytest.mark.parametrize("covers, fn, shapes, domain", ROWS)
+@pytest.mark.parametrize("covers, fn, shapes, domain", [r for r in ROWS if r.values[0] != {"cast"}])
 def test_float32_stays_float32(covers, fn, shapes, domain):
-    """numpy 2 promotion makes float64 easy to leak in; every op and its backward keep float32."""
+    """numpy 2 promotion makes float64 easy to leak in; every op and its backward keep float32.
+    (The cast row is left out: it changes dtype on purpose.)"""
     inputs = [tg.tensor(x.numpy().astype(np.float32), requires_grad=True) for x in _inputs(shapes, domain, "cpu")]
-    out = fn(*[x.double() if covers == {"cast"} else x for x in inputs])
-    if covers == {"cast"}:
-        return  # cast changes dtype on purpose
+    out = fn(*inputs)
     assert out.dtype == np.float32
     out.sum().backward()
     for x in inputs:

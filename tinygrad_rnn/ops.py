@@ -8,7 +8,7 @@ one method on Tensor, one row in tests/test_gradcheck.py (a test fails without i
 from __future__ import annotations
 
 from .autograd import Function, SparseGrad
-from .backend import get_array_module
+from .backend import device_of, get_array_module, to_device
 from .errors import DTypeError, ShapeError
 
 REGISTRY = {}  # name -> Function subclass; the gradcheck suite demands a row for each
@@ -257,12 +257,10 @@ class Cast(Function):
 @register
 class ToDevice(Function):
     def forward(self, a, device):
-        from .backend import device_of, to_device
         self.in_device = device_of(a)
         return to_device(a, device)
 
     def backward(self, g):
-        from .backend import to_device
         return to_device(g, self.in_device)
 
 
