@@ -51,7 +51,7 @@ def test_saved_arrays_are_freed_and_second_backward_raises():
     x = tg.randn(3, requires_grad=True)
     y = (x * x).sum()
     y.backward()
-    assert y._ctx.parents[0]._ctx.saved is None
+    assert y.grad_fn.parents[0].saved is None
     with pytest.raises(GraphError, match="sum.*retain_graph"):
         y.backward()
 

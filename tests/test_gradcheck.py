@@ -22,6 +22,21 @@ def row(covers, fn, shapes, domain=ANY, id=None):
     return pytest.param(covers, fn, shapes, domain, id=id)
 
 
+def written(a, index, value):
+    """a copy of a with a[index] = value: the setitem node's gradient to both."""
+    out = a * 1.0
+    out[index] = value
+    return out
+
+
+def in_place_on_view(a, b):
+    """An in-place op through a view writes into the base: the base's graph records it."""
+    out = a * 1.0
+    out[1].mul_(b)
+    out.T[0] += b[:3]
+    return out * ramp(a, 3, 4)
+
+
 ROWS = [
     row({"add"}, lambda a, b: a + b, [(3, 4), (4,)], id="add-broadcast"),
     row({"add"}, lambda a, b: a + b, [(2, 1, 3), (4, 1)], id="add-broadcast-both"),
@@ -76,6 +91,13 @@ ROWS = [
     row({"matmul"}, lambda a, b: a @ b, [(2, 1, 3, 4), (5, 4, 2)], id="matmul-batched-broadcast"),
     row({"matmul"}, lambda a, b: a @ b, [(4,), (4, 2)], id="matmul-vector-left"),
     row({"matmul"}, lambda a, b: a @ b, [(2, 3, 4), (4,)], id="matmul-vector-right"),
+    row({"clone"}, lambda a: a.clone() * ramp(a, 3, 4), [(3, 4)], id="clone"),
+    row({"copyslices"}, lambda a, b: ops.CopySlices.apply(a, b, chain=((ops.GetItem, {"index": (slice(1, 3),)}),)),
+        [(4, 3), (3,)], id="copyslices"),
+    row({"copyslices"}, lambda a, b: written(a, (slice(None), [2, 0]), b), [(3, 4), (3, 1)], id="setitem-advanced"),
+    row({"copyslices"}, lambda a, b: written(a, 1, b.tanh()) * ramp(a, 3, 4), [(3, 4), (4,)], id="setitem-row"),
+    row({"copyslices"}, lambda a, b: in_place_on_view(a, b), [(3, 4), (4,)], id="mul_-on-view"),
+    row(set(), lambda a, b: a.clone().mul_(b).add_(a, alpha=2).clamp_(-1, 1), [(3, 4), (4,)], id="in-place-chain"),
     # composites: built from the primitives above, checked end to end
     row(set(), lambda a: a.mean((0, 2)), [(2, 3, 4)], id="mean"),
     row(set(), lambda a: a.var(1), [(3, 4)], id="var"),

@@ -1,7 +1,7 @@
 """tinygrad_rnn: a small reverse-mode autograd on numpy/cupy for recurrent networks and BPTT."""
-from . import backend, ops, optim
-from .autograd import (Function, enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad,
-                       scope, set_detect_anomaly)
+from . import autograd, backend, ops, optim
+from .autograd import (Function, enable_grad, inference_mode, is_anomaly_enabled, is_grad_enabled,
+                       is_inference_mode_enabled, no_grad, scope, set_detect_anomaly, set_grad_enabled)
 from .backend import get_array_module, get_default_dtype, is_available, set_default_dtype
 from .creation import (arange, eye, full, full_like, manual_seed, ones, ones_like, rand, rand_like,
                        randint, randn, randn_like, tensor, zeros, zeros_like)

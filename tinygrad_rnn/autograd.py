@@ -1,64 +1,158 @@
-"""The autograd machinery: `Function` (whose instance is the op's context), grad mode,
-scope labels for graph rendering, anomaly detection and the iterative backward pass."""
+"""The graph engine: grad mode, scope labels and anomaly mode (each per thread, as in torch),
+`Function` (an op's node in the graph: its backward, what it saved, where it came from),
+the backward sweep, `grad`, and `walk`, the public read of a graph.
+
+The engine knows nothing of how tensors are made. A node holds its parent *nodes* (and,
+for leaves, the leaf tensor that accumulates the gradient), never forward outputs, plus
+what a renderer needs: op name, scope label, output shape and dtype. Backward frees the
+saved arrays, so a kept loss costs its nodes, not its activations.
+"""
 from __future__ import annotations
 
-import contextlib
+import functools
+import threading
+from typing import NamedTuple
 
 from . import backend
-from .errors import AnomalyError, DeviceError, GraphError, ShapeError, TinyGradRNNError
+from .errors import AnomalyError, GraphError
 
-_grad_enabled = True
-_detect_anomaly = False
-_scope = None  # "lstm/l0/t3"-style label stamped on every node made under `scope()`
+
+class _ThreadState(threading.local):
+    """Per-thread modes; the class attributes are every new thread's defaults."""
+
+    grad_enabled = True
+    inference = False
+    anomaly = False
+    scope = None  # "lstm/l0/t3"-style label stamped on every node made under `scope()`
+
+
+state = _ThreadState()
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    return state.grad_enabled
 
 
-@contextlib.contextmanager
-def _set_grad(enabled):
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, enabled
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
+def is_inference_mode_enabled() -> bool:
+    return state.inference
 
 
-def no_grad():
-    """Context in which ops record no graph (evaluation, optimiser updates)."""
-    return _set_grad(False)
+class _GradMode:
+    """Context manager and decorator (`@no_grad`, `@no_grad()`, `with no_grad():`) setting grad
+    mode for this thread only; entering again (recursion, generators) is fine."""
+
+    enabled = True
+
+    def __new__(cls, func=None):
+        self = super().__new__(cls)
+        if callable(func):  # bare decorator: @no_grad
+            return self(func)
+        return self
+
+    def __init__(self, func=None):
+        self._previous = []
+
+    def __enter__(self):
+        self._previous.append(state.grad_enabled)
+        state.grad_enabled = self.enabled
+
+    def __exit__(self, *exc):
+        state.grad_enabled = self._previous.pop()
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return func(*args, **kwargs)
+        return wrapper
 
 
-def enable_grad():
-    return _set_grad(True)
+class no_grad(_GradMode):  # noqa: N801  (torch's name)
+    """Ops record no graph inside (evaluation, optimiser updates). In this thread only."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):  # noqa: N801
+    enabled = True
+
+
+class set_grad_enabled(_GradMode):  # noqa: N801
+    """set_grad_enabled(False) switches grad mode now (as a call) or for a block (as a context)."""
+
+    def __new__(cls, mode):
+        return super().__new__(cls)
+
+    def __init__(self, mode):
+        super().__init__()
+        self.enabled = bool(mode)
+        self._before_call = state.grad_enabled
+        state.grad_enabled = self.enabled  # torch's set_grad_enabled acts when called
+
+    def __enter__(self):
+        self._previous.append(self._before_call)
+
+    def __call__(self, func):
+        state.grad_enabled = self._before_call  # used as a decorator: act only inside the call
+        mode = self.enabled
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return func(*args, **kwargs)
+        return wrapper
+
+
+class inference_mode(_GradMode):  # noqa: N801
+    """no_grad for inference; `is_inference_mode_enabled()` is True inside."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):
+            return super().__new__(cls)(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        super().__init__()
+        self.enabled = not bool(mode)
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        super().__enter__()
+        self._previous.append(state.inference)
+        state.inference = self.mode
+
+    def __exit__(self, *exc):
+        state.inference = self._previous.pop()
+        super().__exit__(*exc)
 
 
 def set_detect_anomaly(enabled: bool):
-    """Raise at the first NaN/Inf made by an op's forward or backward, naming the op."""
-    global _detect_anomaly
-    _detect_anomaly = bool(enabled)
+    """Raise at the first NaN/Inf made by an op's forward or backward, naming the op (this thread)."""
+    state.anomaly = bool(enabled)
 
 
 def is_anomaly_enabled() -> bool:
-    return _detect_anomaly
+    return state.anomaly
 
 
-@contextlib.contextmanager
-def scope(label):
-    """Label every graph node made inside; nested scopes join with '/'."""
-    global _scope
-    previous = _scope
-    _scope = str(label) if previous is None else f"{previous}/{label}"
-    try:
-        yield
-    finally:
-        _scope = previous
+class scope:  # noqa: N801
+    """`with scope("encoder"):` labels every graph node made inside; nested scopes join with '/'.
+    The label is per thread: two threads never see each other's."""
+
+    def __init__(self, label):
+        self.label = str(label)
+
+    def __enter__(self):
+        self._previous = previous = state.scope
+        state.scope = self.label if previous is None else f"{previous}/{self.label}"
+        return self
+
+    def __exit__(self, *exc):
+        state.scope = self._previous
 
 
 def current_scope():
-    return _scope
+    return state.scope
 
 
 def sum_to(grad, shape):
@@ -75,21 +169,51 @@ def sum_to(grad, shape):
     return grad
 
 
-def _check_finite(array, what):
+def check_finite(array, what):
     xp = backend.get_array_module(array)
     if array.dtype.kind in "fc" and not bool(xp.isfinite(array).all()):
         raise AnomalyError(f"{what} produced NaN or Inf (shape {tuple(array.shape)}, {array.dtype})")
 
 
-class Function:
-    """An op. `forward`/`backward` work on raw arrays; the instance holds what backward needs.
+class RemovableHandle:
+    """What register_hook returns: `handle.remove()` takes the hook out again."""
 
-    Subclasses keep arrays for backward with `save_for_backward`, so that they are
-    released after backward unless `retain_graph=True`.
+    _next_id = 0
+
+    def __init__(self, hooks):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+class Function:
+    """An op, and (once it ran on inputs that require grad) its node in the graph.
+
+    Subclasses implement `forward(*arrays, **kwargs)` and `backward(grad)` on raw arrays and keep
+    what backward needs with `save_for_backward`; the engine frees it after backward. Set when
+    recorded: `parents` (per input: its node, the leaf tensor, or None when it needs no gradient),
+    `scope`, `shape` and `dtype` of the output. `apply` runs the op on Tensors.
     """
 
     differentiable = True
-    saved = ()  # becomes None when backward frees the node (see run_backward)
+    saved = ()  # None once backward freed it (see _free)
+    saved_versions = ()  # (version counter, value when saved, which input) per saved tensor
+    hooks = None  # {handle id: fn(grad) -> grad or None}, run before this node's backward
+    retained = None  # weakref to the tensor whose .grad keeps this node's incoming gradient
+
+    @property
+    def needs_input_grad(self):
+        """Per input, whether it requires grad (a backward may skip the gradients nobody needs)."""
+        return tuple(parent is not None for parent in self.parents)
 
     def save_for_backward(self, *arrays):
         self.saved = arrays
@@ -107,83 +231,23 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **kwargs):
-        # The hot path of the whole engine: kept free of generators, imports and context managers.
-        ctx = _new_object(cls)
-        first = type(inputs[0].data)
-        requires_grad = False
-        arrays = []
-        for t in inputs:
-            if t.requires_grad:
-                requires_grad = True
-            if type(t.data) is not first:
-                _raise_device_mix(ctx, inputs)
-            arrays.append(t.data)
-        if first is not _ndarray and len(inputs) > 1:
-            _check_same_device(ctx, inputs)
-        try:
-            out = ctx.forward(*arrays, **kwargs)
-        except (ValueError, IndexError) as e:
-            if isinstance(e, TinyGradRNNError):
-                raise
-            shapes = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in inputs)
-            raise ShapeError(f"{ctx.name}: cannot combine inputs of shapes {shapes}: {e}") from None
-        if _detect_anomaly:
-            _check_finite(out, f"forward of {ctx.name}")
-        if type(out) in _numpy_scalars:  # numpy turns 0-d results into scalars; keep arrays
-            out = backend.np.asarray(out)
-        t = _new_tensor(_Tensor)  # Tensor._make, inlined: this runs once per op
-        t.data, t.grad = out, None
-        if requires_grad and _grad_enabled and cls.differentiable:
-            ctx.parents = inputs
-            ctx.scope = _scope
-            t.requires_grad, t._ctx = True, ctx
-        else:
-            t.requires_grad, t._ctx = False, None
-        return t
+        """Run on Tensors. The Tensor side builds the output and records the node."""
+        from .tensor import apply
+        return apply(cls, *inputs, **kwargs)
+
+    def register_hook(self, fn):
+        if self.hooks is None:
+            self.hooks = {}
+        handle = RemovableHandle(self.hooks)
+        self.hooks[handle.id] = fn
+        return handle
+
+    def __repr__(self):
+        where = f" in {self.scope}" if getattr(self, "scope", None) else ""
+        return f"<{self.name}{where}>"
 
 
-_ndarray = backend.np.ndarray
-_make_tensor = None  # Tensor._make and Tensor, set by tensor.py (which imports this module)
-_Tensor = None
-_new_tensor = _new_object = object.__new__
-_numpy_scalars = backend.NUMPY_SCALARS
-ensure_array = backend.ensure_array
-
-
-def _check_same_device(ctx, inputs):
-    """Same array type is not enough off the CPU: two GPUs share cupy's array type."""
-    if len({t.device for t in inputs}) > 1:
-        _raise_device_mix(ctx, inputs)
-
-
-def _raise_device_mix(ctx, inputs):
-    devices = " and ".join(sorted({str(x.device) for x in inputs}))
-    raise DeviceError(f"{ctx.name}: inputs are on different devices ({devices}); "
-                      "move them with .to(device) first")
-
-
-def _toposort(root):
-    """Nodes reachable from root, each after all the nodes it was computed from.
-
-    Iterative depth-first search, one pass, linear in the graph's size: no recursion
-    limit on a 100k-step unroll.
-    """
-    order, visited = [], {id(root)}
-    append, mark = order.append, visited.add
-    stack = [root, iter(root._ctx.parents)]
-    while stack:
-        parents = stack[-1]
-        for parent in parents:
-            if parent._ctx is not None and id(parent) not in visited:
-                mark(id(parent))
-                stack.append(parent)
-                stack.append(iter(parent._ctx.parents))
-                break
-        else:  # every parent placed: the node goes after them
-            stack.pop()
-            append(stack.pop())
-    return order
-
+# ---- the backward sweep ---------------------------------------------------------------
 
 class SparseGrad:
     """A gradient that is zero except at `index`: what slicing one time step out of a
@@ -207,80 +271,258 @@ class SparseGrad:
         return self.add_into(xp.zeros(self.shape, dtype=self.values.dtype))
 
 
-def run_backward(root, grad, retain_graph=False):
-    """Reverse-mode sweep from `root` with upstream gradient `grad` (an array).
+def _is_node(parent):
+    return isinstance(parent, Function)
 
-    Gradients of a tensor used several times are summed into a buffer the engine owns
-    (made by the engine, referenced nowhere else), in place; arrays that came from an
-    op's backward may be shared, so they are never written into.
+
+def _toposort(roots):
+    """Function nodes reachable from `roots`, each after every node it was computed from.
+
+    Iterative depth-first search, one pass, linear in the graph's size: no recursion
+    limit on a 100k-step unroll. Leaf tensors are not in the order; they end paths.
     """
-    global _grad_enabled
-    if root._ctx is None:
-        _accumulate_leaf(root, grad)
-        return
-    grads = {id(root): grad}
-    owned = set()  # keys of `grads` whose array the engine made and may write into
-    leaves = []
-    pop, get, accumulate, detect, sparse_type = grads.pop, grads.get, _accumulate_leaf, _detect_anomaly, SparseGrad
-    previous_mode, _grad_enabled = _grad_enabled, False  # backward builds no graph
-    try:
-        for node in reversed(_toposort(root)):
-            g = pop(id(node), None)  # no consumer comes later in this order: the key is done with
-            if g is None:
+    order, visited = [], set()
+    append, mark = order.append, visited.add
+    for root in roots:
+        if id(root) in visited:
+            continue
+        mark(id(root))
+        stack = [root, iter(root.parents)]
+        while stack:
+            for parent in stack[-1]:
+                if parent is not None and id(parent) not in visited and isinstance(parent, Function):
+                    mark(id(parent))
+                    stack.append(parent)
+                    stack.append(iter(parent.parents))
+                    break
+            else:  # every parent placed: the node goes after them
+                stack.pop()
+                append(stack.pop())
+    return order
+
+
+class _Sweep:
+    """One backward pass: gradients summed per node (and per leaf) in buffers the engine owns.
+
+    Arrays that came from an op's backward may be shared between inputs, so they are never
+    written into; the first time a second gradient arrives the engine makes its own copy.
+    """
+
+    def __init__(self, retain_graph, capture=None):
+        self.grads = {}     # id(node or leaf) -> summed gradient array
+        self.targets = {}   # id(node or leaf) -> the node or leaf, in the order gradients first arrived
+        self.owned = set()  # keys whose array the engine made and may add into in place
+        self.retain_graph = retain_graph
+        self.capture = capture  # autograd.grad: ids of nodes and leaves to return, no .grad writes
+        self.captured = {}
+
+    def run(self, order):
+        """Each node once, after every node that consumes it: its summed gradient through its
+        hooks and its backward, the results sent on to its parents."""
+        grads, send, anomaly, retain = self.grads, self.send, state.anomaly, self.retain_graph
+        for node in reversed(order):
+            grad = grads.pop(id(node), None)  # no consumer comes later in this order: done with it
+            if grad is None:
                 continue
-            if node._retains_grad:
-                accumulate(node, g)
-            ctx = node._ctx
-            if ctx.saved is None:
-                raise GraphError(
-                    f"backward through the graph of '{ctx.name}' a second time: its saved arrays "
-                    "were freed by the first backward; pass retain_graph=True to the first call")
-            input_grads = ctx.backward(g)
+            if node.hooks or node.retained is not None or self.capture is not None:
+                grad = self._pre_hooks(node, grad)
+            if node.saved is None or node.saved_versions:
+                _check_saved(node)
+            input_grads = node.backward(grad)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
-            for parent, pg in zip(ctx.parents, input_grads):
-                if pg is None or not parent.requires_grad:
-                    continue
-                sparse = type(pg) is sparse_type
-                if not sparse and pg.shape != parent.data.shape:
-                    pg = sum_to(pg, parent.data.shape)
-                if detect:
-                    _check_finite(pg.values if sparse else pg, f"backward of {ctx.name}")
-                key = id(parent)
-                previous = get(key)
-                if previous is None:
-                    if sparse:
-                        pg = pg.dense()
-                        owned.add(key)
-                    grads[key] = pg
-                    if parent._ctx is None:
-                        leaves.append(parent)
-                elif key in owned:
-                    if sparse:
-                        pg.add_into(previous)
-                    else:
-                        previous += pg
-                else:
-                    grads[key] = pg.add_into(previous.copy()) if sparse else ensure_array(previous + pg)
-                    owned.add(key)
-            if not retain_graph:
-                ctx.saved = None
-        for leaf in leaves:  # each leaf written once, after all its contributions are summed
-            key = id(leaf)
-            g = grads[key]
-            if leaf.grad is None and g.dtype == leaf.data.dtype:  # the usual case, inlined
-                leaf.grad = _make_tensor(g if key in owned else g.copy(), False, None)
+            for parent, parent_grad in zip(node.parents, input_grads):
+                if parent is not None and parent_grad is not None:
+                    if anomaly:
+                        check_finite(getattr(parent_grad, "values", parent_grad), f"backward of {node.name}")
+                    send(parent, parent_grad)
+            if not retain:  # free what backward needed: a kept graph costs its nodes, not its arrays
+                node.saved = None
+                if node.saved_versions:
+                    node.saved_versions = ()
+
+    def _pre_hooks(self, node, grad):
+        """Tensor hooks on a non-leaf, then its retained .grad, then what autograd.grad captures."""
+        if node.hooks:
+            grad = _run_hooks(node.hooks, grad)
+        if self.capture is not None:
+            if id(node) in self.capture:
+                self.captured[id(node)] = grad
+        elif node.retained is not None:
+            tensor = node.retained()
+            if tensor is not None:
+                tensor._accumulate_grad(grad, owned=False)
+        return grad
+
+    def send(self, target, grad):
+        """Add `grad` (dense, or a SparseGrad) into the buffer of `target` (a node or a leaf),
+        summed down to its shape."""
+        sparse = type(grad) is SparseGrad
+        if not sparse and grad.shape != target.shape:
+            grad = sum_to(grad, target.shape)
+        key = id(target)
+        previous = self.grads.get(key)
+        if previous is None:
+            if sparse:
+                grad = grad.dense()
+                self.owned.add(key)
+            self.grads[key] = grad
+            self.targets[key] = target
+        elif key in self.owned:
+            if sparse:
+                grad.add_into(previous)
             else:
-                accumulate(leaf, g, owned=key in owned)
+                previous += grad
+        else:
+            self.grads[key] = grad.add_into(previous.copy()) if sparse else backend.ensure_array(previous + grad)
+            self.owned.add(key)
+
+    def finish(self):
+        """What is left after the sweep are the leaves: each summed gradient through the leaf's
+        hooks, then into .grad (or captured), once."""
+        for key, grad in self.grads.items():
+            leaf, owned = self.targets[key], key in self.owned
+            hooks = leaf.__dict__.get("_hooks")
+            if hooks:
+                hooked = _run_hooks(hooks, grad)
+                grad, owned = hooked, owned and hooked is grad
+            if self.capture is None:
+                leaf._accumulate_grad(grad, owned)
+            elif key in self.capture:
+                self.captured[key] = grad
+
+
+def _run_hooks(hooks, grad):
+    for fn in list(hooks.values()):
+        replaced = fn(grad)
+        if replaced is not None:
+            grad = replaced
+    return grad
+
+
+def _check_saved(node):
+    if node.saved is None:
+        raise GraphError(
+            f"backward through '{node.name}'{_where(node)} a second time: its saved arrays were "
+            "freed by the first backward; pass retain_graph=True to the first backward")
+    for counter, expected, index, position in node.saved_versions:
+        if counter[0] != expected:
+            what = "its output" if index < 0 else f"its input {index}"
+            array = node.saved[position]
+            raise GraphError(
+                f"backward of '{node.name}'{_where(node)}: {what} (shape {tuple(array.shape)}, {array.dtype}), "
+                f"saved for its gradient, was modified by an in-place operation: it is at version "
+                f"{counter[0]}, expected version {expected}. Its forward value is gone; make the in-place change after backward, or on a .clone()")
+
+
+def _where(node):
+    return f" (scope {node.scope})" if getattr(node, "scope", None) else ""
+
+
+def _targets(tensors):
+    """Tensor -> what the engine sends its gradient to: its node, or itself for a leaf."""
+    return [t._ctx if t._ctx is not None else t for t in tensors]
+
+
+def run_backward(tensors, grads, retain_graph=False, capture=None):
+    """Reverse-mode sweep from `tensors` with upstream gradients `grads` (arrays of their shapes).
+
+    capture: a list of tensors whose gradients to return (autograd.grad) instead of writing .grad.
+    """
+    sweep = _Sweep(retain_graph, None if capture is None else {id(k) for k in _targets(capture)})
+    previous = state.grad_enabled
+    state.grad_enabled = False  # backward builds no graph (in this thread only)
+    try:
+        targets = _targets(tensors)
+        for target, grad in zip(targets, grads):
+            sweep.send(target, grad)
+        sweep.run(_toposort([t for t in targets if isinstance(t, Function)]))
+        sweep.finish()
     finally:
-        _grad_enabled = previous_mode
+        state.grad_enabled = previous
+    if capture is not None:
+        return [sweep.captured.get(id(k)) for k in _targets(capture)]
+    return None
 
 
-def _accumulate_leaf(tensor, grad, owned=False):
-    if grad.dtype != tensor.data.dtype:
-        grad, owned = grad.astype(tensor.data.dtype), True
-    if tensor.grad is None:
-        # Unless the engine made it, a copy: an op's backward may hand one array to several inputs.
-        tensor.grad = _make_tensor(grad if owned else grad.copy(), False, None)
-    else:
-        tensor.grad.data = backend.ensure_array(tensor.grad.data + grad)
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Gradients of `outputs` with respect to `inputs`, returned as a tuple of Tensors instead of
+    accumulated into .grad, as torch.autograd.grad. Higher-order gradients are not supported."""
+    if create_graph:
+        raise GraphError("autograd.grad(create_graph=True): higher-order gradients are not supported by "
+                         "this engine (backward records no graph)")
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif not isinstance(grad_outputs, (list, tuple)):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise GraphError(f"autograd.grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise GraphError(f"autograd.grad: input {i} of shape {t.shape} does not require grad")
+    seeds = [out._seed(g) for out, g in zip(outputs, grad_outputs)]
+    arrays = run_backward(outputs, seeds, retain_graph=bool(retain_graph), capture=inputs)
+    results = []
+    for i, (t, g) in enumerate(zip(inputs, arrays)):
+        if g is None and not allow_unused:
+            raise GraphError(f"autograd.grad: input {i} of shape {t.shape} was not used to compute the "
+                             "outputs; pass allow_unused=True to get None for it")
+        # a copy: the array may be shared with other gradients or be the caller's own seed
+        results.append(None if g is None else t._wrap(g.astype(t.dtype, copy=True)))
+    return tuple(results)
+
+
+# ---- the public read of a graph (what a renderer uses) ---------------------------------
+
+class GraphNode(NamedTuple):
+    """One node of a walked graph. `id` counts from 0 in the walk's order (never id()),
+    so the same graph gives the same ids every run."""
+
+    id: int
+    op: str           # the op's name ("matmul", "tanh", ...) or "leaf"
+    scope: str | None  # tg.scope label, e.g. "lstm/l0/t3"
+    parents: tuple    # the GraphNodes it was computed from, in input order (inputs without grad left out)
+    shape: tuple
+    dtype: object
+    tensor: object    # the leaf Tensor (a parameter, an input with requires_grad); None for ops
+    fn: object        # the Function (the op's node, for hooks); None for leaves
+
+    @property
+    def is_leaf(self):
+        return self.fn is None
+
+    @property
+    def name(self):
+        """A leaf's label if it has one (tensor.name), else the op name."""
+        label = getattr(self.tensor, "name", None)
+        return label if label else self.op
+
+
+def walk(roots):
+    """Yield every node reachable from `roots` (a Tensor or a list of them) once, each after the
+    nodes it was computed from, as GraphNodes. Iterative: any depth of unroll is fine."""
+    if not isinstance(roots, (list, tuple)):
+        roots = [roots]
+    made = {}  # id(node or leaf) -> GraphNode
+    for start in _targets([r for r in roots if r.requires_grad]):
+        if id(start) in made:
+            continue
+        stack = [(start, False)]
+        while stack:
+            item, expanded = stack.pop()
+            if id(item) in made:
+                continue
+            parents = [p for p in item.parents if p is not None] if _is_node(item) else []
+            if not expanded and any(id(p) not in made for p in parents):
+                stack.append((item, True))
+                stack.extend((p, False) for p in reversed(parents) if id(p) not in made)
+                continue
+            if _is_node(item):
+                node = GraphNode(len(made), item.name, item.scope, tuple(made[id(p)] for p in parents),
+                                 tuple(item.shape), item.dtype, None, item)
+            else:
+                node = GraphNode(len(made), "leaf", None, (), tuple(item.shape), item.dtype, item, None)
+            made[id(item)] = node
+            yield node

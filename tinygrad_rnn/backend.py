@@ -29,7 +29,7 @@ def set_default_dtype(dtype):
 class Backend:
     """An array namespace (numpy-like module) and the device names it serves."""
 
-    def __init__(self, prefix, xp, array_type, device_of, to_host, from_host, scatter_add=None):
+    def __init__(self, prefix, xp, array_type, device_of, to_host, from_host, scatter_add=None, storage=None):
         self.prefix = prefix          # "cpu", "cuda", ...
         self.xp = xp                  # the numpy-like module
         self.array_type = array_type  # type of its arrays, for get_array_module
@@ -38,6 +38,13 @@ class Backend:
         self.from_host = from_host    # (numpy.ndarray, device string) -> array
         # (target, index, values): target[index] += values, repeated indices adding up
         self.scatter_add = scatter_add or (lambda target, index, values: xp.add.at(target, index, values))
+        # array -> the object owning its memory: two arrays share storage when these are the same object
+        self.storage = storage or _owner
+
+
+def _owner(array):
+    base = array.base  # numpy and cupy point a view's base at the array owning the memory
+    return array if base is None else base
 
 
 _cpu = Backend("cpu", np, np.ndarray, lambda a: "cpu", lambda a: a, lambda a, d: a)
@@ -195,6 +202,11 @@ def asarray(data, dtype=None, device="cpu", copy=False):
         return moved.copy() if copy and moved is data else moved
     host = np.asarray(data, dtype=dtype)
     return backend_for(device).from_host(host, device)
+
+
+def storage(array):
+    """The object owning `array`'s memory (itself, or the array it is a view of)."""
+    return _backend_of(array).storage(array)
 
 
 def scatter_add(target, index, values):

@@ -58,7 +58,7 @@ class Div(Function):
 
     def backward(self, g):
         a, b = self.saved
-        gb = -g * a / (b * b) if self.parents[1].requires_grad else None
+        gb = -g * a / (b * b) if self.needs_input_grad[1] else None
         return g / b, gb
 
 
@@ -74,8 +74,8 @@ class Pow(Function):
     def backward(self, g):
         a, b, out = self.saved
         xp = get_array_module(a)
-        ga = g * b * a ** (b - 1) if self.parents[0].requires_grad else None
-        gb = g * out * xp.log(a) if self.parents[1].requires_grad else None
+        ga = g * b * a ** (b - 1) if self.needs_input_grad[0] else None
+        gb = g * out * xp.log(a) if self.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -245,6 +245,17 @@ class Clip(Function):
 
 
 @register
+class Clone(Function):
+    """A copy that stays in the graph (torch's clone): the gradient passes through unchanged."""
+
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, g):
+        return g
+
+
+@register
 class Cast(Function):
     def forward(self, a, dtype):
         self.in_dtype = a.dtype
@@ -371,6 +382,45 @@ class GetItem(Function):
         return SparseGrad(index, g, self.in_shape, self.advanced)
 
 
+def replay(chain, array):
+    """Re-run a chain of view ops ((Function subclass, kwargs), ...) on an array: the same view
+    of another array of the base's shape (the base's storage, or a gradient)."""
+    for op, kwargs in chain:
+        array = op().forward(array, **kwargs)
+    return array
+
+
+def write_region(chain, target, value):
+    """target's region under `chain` = value, in place. The last step may be an advanced index,
+    whose getitem would be a copy, so it is applied as a setitem."""
+    holder = replay(chain[:-1], target)
+    op, kwargs = chain[-1]
+    if op is GetItem:
+        holder[kwargs["index"]] = value
+    else:
+        replay(chain[-1:], holder)[...] = value
+
+
+@register
+class CopySlices(Function):
+    """base with its region under `chain` (view ops from base to region) replaced by value:
+    what `t[i] = v` and in-place ops on views record (torch's CopySlices). With inplace=True
+    the base's own array is written and returned: the Tensor side then re-points the base."""
+
+    def forward(self, base, value, chain, inplace=False):
+        self.chain = chain
+        out = base if inplace else base.copy()
+        write_region(chain, out, value)
+        return out
+
+    def backward(self, g):
+        g_base = None
+        if self.needs_input_grad[0]:
+            g_base = g.copy()
+            write_region(self.chain, g_base, 0)
+        return g_base, replay(self.chain, g) if self.needs_input_grad[1] else None
+
+
 def check_index_array(array, op="getitem"):
     if array.dtype.kind not in "iub":
         raise DTypeError(f"{op}: index arrays must be integer or bool, got {array.dtype}")
@@ -414,6 +464,6 @@ class MatMul(Function):
 
     def backward(self, g):
         a, b = self.saved
-        ga = g @ b.swapaxes(-1, -2) if self.parents[0].requires_grad else None
-        gb = a.swapaxes(-1, -2) @ g if self.parents[1].requires_grad else None
+        ga = g @ b.swapaxes(-1, -2) if self.needs_input_grad[0] else None
+        gb = a.swapaxes(-1, -2) @ g if self.needs_input_grad[1] else None
         return ga, gb

@@ -1,52 +1,41 @@
-"""The Tensor: a backend array plus the node of the graph that made it.
+"""The Tensor: a backend array, the node of the graph that made it, and a version counter.
 
-Primitive ops live in ops.py; the composite ops here (mean, var, softmax,
-log_softmax, logsumexp, split, chunk, stack, gather, ...) are built from them,
-so their gradients come for free.
+`apply` is the dispatch: it runs an op's forward on the inputs' arrays, wraps the result in a
+Tensor and records the op's node. Every Tensor method that computes goes through it; the
+composite ops (mean, var, softmax, split, ...) live in composite.py, built from the primitives.
+
+Versions: every storage has a counter, shared by the views of it, that in-place writes bump
+(in-place ops, `t[i] = v`, optimiser steps). A node records the versions of the tensors it
+saved, and backward refuses to use one that changed since.
 """
 from __future__ import annotations
 
-import math
-from collections import namedtuple
+import weakref
 from numbers import Number
 
 import numpy as np
 
 from . import autograd, backend
 from . import ops as F
-from .errors import DeviceError, DTypeError, GraphError, ShapeError
+from .composite import CompositeOps, normalize_axes
+from .errors import DeviceError, DTypeError, GraphError, ShapeError, TinyGradRNNError
 
-_NUMPY_SCALARS = backend.NUMPY_SCALARS
+_state = autograd.state
+_ndarray = np.ndarray
+_new = object.__new__
+_numpy_scalars = backend.NUMPY_SCALARS
+ensure_array = backend.ensure_array
 # The seed of backward() from a scalar, made once per dtype: backwards never write into
 # their incoming gradient, so sharing a read-only array is safe.
 _ONES = {np.dtype(t): np.ones((), t) for t in (np.float16, np.float32, np.float64)}
 for _one in _ONES.values():
     _one.flags.writeable = False
-MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 
-def _normalize_axes(dim, ndim):
-    """None, an int or a sequence of ints (negative allowed) -> None or a sorted tuple."""
-    if dim is None:
-        return None
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = []
-    for d in dims:
-        if not -ndim <= d < max(ndim, 1):
-            raise ShapeError(f"dimension {d} out of range for a tensor of {ndim} dims")
-        out.append(d % max(ndim, 1))
-    return tuple(sorted(set(out)))
-
-
-def _pick(dim, axis):
-    """Accept torch's `dim` or numpy's `axis` for the same argument."""
-    return axis if dim is None else dim
-
-
-class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__dict__", "__weakref__")
-    # Rarely set, so class defaults: a new tensor (one per op) stores four slots, not six.
-    _retains_grad = False
+class Tensor(CompositeOps):
+    # _vc: the storage's version counter, [n], made on first need and shared with views;
+    # _view: (base tensor, chain of view ops from it, base version when this node was made) or None
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_vc", "_view", "__dict__", "__weakref__")
     name = None  # an optional label for graph rendering
     __array_priority__ = 1000  # numpy scalars on the left defer to our __radd__ etc.
 
@@ -58,24 +47,22 @@ class Tensor:
         # A copy, as torch.tensor makes: in-place optimiser steps must not reach the caller's array.
         self.data = backend.asarray(data, dtype=dtype, copy=True,
                                     device=device if device is not None else _device_or_cpu(data))
-        self.grad = None
-        self._ctx = None
+        self.grad = self._ctx = self._vc = self._view = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
     @classmethod
-    def _make(cls, data, requires_grad, ctx):
-        t = object.__new__(cls)
-        if type(data) in _NUMPY_SCALARS:  # numpy reduces 0-d results to scalars; keep arrays
-            data = np.asarray(data)
-        t.data, t.requires_grad, t._ctx, t.grad = data, requires_grad, ctx, None
+    def _make(cls, data, requires_grad=False, ctx=None):
+        t = _new(cls)
+        t.data, t.requires_grad, t._ctx = ensure_array(data), requires_grad, ctx
+        t.grad = t._vc = t._view = None
         return t
 
     # ---- properties ----------------------------------------------------------------
     @property
     def shape(self):
-        return tuple(self.data.shape)
+        return self.data.shape  # a tuple on every backend
 
     @property
     def dtype(self):
@@ -112,6 +99,11 @@ class Tensor:
     def grad_fn(self):
         return self._ctx
 
+    @property
+    def _version(self):
+        """How many in-place writes this tensor's storage has had (torch's `_version`)."""
+        return 0 if self._vc is None else self._vc[0]
+
     def __repr__(self):
         extra = f", device='{self.device}'" if self.device != "cpu" else ""
         if self._ctx is not None:
@@ -121,7 +113,7 @@ class Tensor:
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         return f"tensor({body}, dtype={self.dtype}{extra})"
 
-    # ---- conversion / graph ----------------------------------------------------------
+    # ---- conversion ------------------------------------------------------------------
     def numpy(self):
         return backend.to_numpy(self.data)
 
@@ -142,54 +134,14 @@ class Tensor:
     def __bool__(self):
         return bool(self.item())
 
-    def detach(self):
-        """The same data, cut from the graph (truncated BPTT)."""
-        return Tensor._make(self.data, False, None)
-
-    def requires_grad_(self, requires_grad=True):
-        if requires_grad and self.dtype.kind not in "fc":
-            raise DTypeError(f"only floating tensors can require grad, got {self.dtype}")
-        if not requires_grad and self._ctx is not None:
-            raise GraphError("requires_grad_(False) on a non-leaf tensor; use detach()")
-        self.requires_grad = requires_grad
-        return self
-
-    def retain_grad(self):
-        """Keep this non-leaf tensor's gradient in `.grad` after backward."""
-        self._retains_grad = True
-        return self
-
-    def zero_grad(self):
-        self.grad = None
-
-    def backward(self, grad=None, retain_graph=False):
-        if not self.requires_grad:
-            raise GraphError(f"backward() on a tensor of shape {self.shape} that does not require grad "
-                             "(no input had requires_grad=True, or it was made under no_grad())")
-        if grad is None:
-            data = self.data
-            if data.size != 1:
-                raise GraphError(f"backward() on a non-scalar tensor of shape {self.shape} needs an "
-                                 "explicit `grad` of that shape")
-            grad = _ONES.get(data.dtype) if type(data) is np.ndarray else None
-            if grad is None or grad.shape != data.shape:
-                grad = backend.get_array_module(data).ones(data.shape, dtype=data.dtype)
-        else:
-            grad = grad.data if isinstance(grad, Tensor) else backend.asarray(grad, device=self.device)
-            if tuple(grad.shape) != self.shape:
-                raise ShapeError(f"backward(): grad of shape {tuple(grad.shape)} for a tensor of shape {self.shape}")
-            grad = grad.astype(self.dtype, copy=False)
-        autograd.run_backward(self, grad, retain_graph)
-
     def to(self, device=None, dtype=None):
         """Move to a device and/or cast to a dtype (differentiable, as in torch)."""
-        if isinstance(device, (type, np.dtype)) or (isinstance(device, str) and _is_dtype_name(device)):
-            device, dtype = None, device
+        device, dtype = split_device_dtype(device, dtype)
         out = self
-        if device is not None and backend.canonical_device(device) != self.device:
-            out = F.ToDevice.apply(out, device=backend.canonical_device(device))
-        if dtype is not None and np.dtype(dtype) != out.dtype:
-            out = F.Cast.apply(out, dtype=np.dtype(dtype))
+        if device is not None and device != self.device:
+            out = apply(F.ToDevice, out, device=device)
+        if dtype is not None and dtype != out.dtype:
+            out = apply(F.Cast, out, dtype=dtype)
         return out
 
     def cpu(self):
@@ -204,11 +156,99 @@ class Tensor:
     def double(self):
         return self.to(dtype=np.float64)
 
+    def half(self):
+        return self.to(dtype=np.float16)
+
     def long(self):
         return self.to(dtype=np.int64)
 
     def astype(self, dtype):
         return self.to(dtype=dtype)
+
+    # ---- graph -----------------------------------------------------------------------
+    def detach(self):
+        """The same storage (and version counter), cut from the graph (truncated BPTT)."""
+        t = Tensor._make(self.data)
+        t._vc = _counter(self)
+        return t
+
+    def clone(self):
+        """A copy that keeps the graph: gradients flow back to self."""
+        return apply(F.Clone, self)
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self.dtype.kind not in "fc":
+            raise DTypeError(f"only floating tensors can require grad, got {self.dtype}")
+        if not requires_grad and self._ctx is not None:
+            raise GraphError("requires_grad_(False) on a non-leaf tensor; use detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self):
+        """Keep this non-leaf tensor's gradient in `.grad` after backward (leaves always do)."""
+        if not self.requires_grad:
+            raise GraphError(f"retain_grad() on a tensor of shape {self.shape} that does not require grad")
+        if self._ctx is not None:
+            self._ctx.retained = weakref.ref(self)
+        return self
+
+    @property
+    def retains_grad(self):
+        ctx = self._ctx
+        return ctx is not None and ctx.retained is not None and ctx.retained() is self
+
+    def register_hook(self, hook):
+        """hook(grad: array) -> array or None, called with this tensor's gradient during backward;
+        what it returns replaces the gradient. Returns a handle whose remove() unregisters it."""
+        if not self.requires_grad:
+            raise GraphError(f"register_hook on a tensor of shape {self.shape} that does not require grad")
+        if self._ctx is not None:
+            return self._ctx.register_hook(hook)
+        hooks = self.__dict__.setdefault("_hooks", {})
+        handle = autograd.RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def zero_grad(self):
+        self.grad = None
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False):
+        if create_graph:
+            raise GraphError("backward(create_graph=True): higher-order gradients are not supported")
+        autograd.run_backward([self], [self._seed(gradient)], bool(retain_graph))
+
+    def _seed(self, gradient=None):
+        """The gradient array backward starts from: ones for a one-element tensor, else `gradient`."""
+        if not self.requires_grad:
+            raise GraphError(f"backward() on a tensor of shape {self.shape} that does not require grad "
+                             "(no input had requires_grad=True, or it was made under no_grad())")
+        data = self.data
+        if gradient is None:
+            if data.size != 1:
+                raise GraphError(f"backward() on a non-scalar tensor of shape {self.shape} needs an "
+                                 "explicit gradient of that shape")
+            seed = _ONES.get(data.dtype) if type(data) is _ndarray else None
+            if seed is None or seed.shape != data.shape:
+                seed = backend.get_array_module(data).ones(data.shape, dtype=data.dtype)
+            return seed
+        seed = gradient.data if isinstance(gradient, Tensor) else backend.asarray(gradient, device=self.device)
+        if tuple(seed.shape) != self.shape:
+            raise ShapeError(f"backward(): gradient of shape {tuple(seed.shape)} for a tensor of shape {self.shape}")
+        return seed.astype(self.dtype, copy=False)
+
+    def _accumulate_grad(self, grad, owned=False):
+        """Add a gradient array into .grad (the engine calls this for leaves and retained grads)."""
+        if grad.dtype != self.data.dtype:
+            grad, owned = grad.astype(self.data.dtype), True
+        if self.grad is None:
+            # Unless the engine made it, a copy: an op's backward may hand one array to several inputs.
+            self.grad = Tensor._make(grad if owned else grad.copy())
+        else:
+            self.grad.data = ensure_array(self.grad.data + grad)
+
+    def _bump_version(self):
+        """Record an in-place write to the storage (optimisers call this after updating .data)."""
+        _counter(self)[0] += 1
 
     # ---- helpers to lift constants -------------------------------------------------
     def _lift(self, other):
@@ -218,44 +258,48 @@ class Tensor:
         if isinstance(other, Number) or (isinstance(other, np.generic) and other.ndim == 0):
             value = other.item() if isinstance(other, np.generic) else other
             dtype = np.result_type(self.dtype, value)  # NEP 50: a Python float keeps float32
-            return Tensor._make(get_xp(self).asarray(value, dtype=dtype), False, None)
+            return Tensor._make(get_xp(self).asarray(value, dtype=dtype))
         return Tensor(other, device=self.device)
+
+    def _wrap(self, array):
+        """A constant tensor (no graph) holding `array`; composite ops use it."""
+        return Tensor._make(array)
 
     # ---- arithmetic ----------------------------------------------------------------
     def __add__(self, other):
-        return F.Add.apply(self, other if type(other) is Tensor else self._lift(other))
+        return apply(F.Add, self, other if type(other) is Tensor else self._lift(other))
 
     def __radd__(self, other):
-        return F.Add.apply(self._lift(other), self)
+        return apply(F.Add, self._lift(other), self)
 
     def __sub__(self, other):
-        return F.Sub.apply(self, other if type(other) is Tensor else self._lift(other))
+        return apply(F.Sub, self, other if type(other) is Tensor else self._lift(other))
 
     def __rsub__(self, other):
-        return F.Sub.apply(self._lift(other), self)
+        return apply(F.Sub, self._lift(other), self)
 
     def __mul__(self, other):
-        return F.Mul.apply(self, other if type(other) is Tensor else self._lift(other))
+        return apply(F.Mul, self, other if type(other) is Tensor else self._lift(other))
 
     def __rmul__(self, other):
-        return F.Mul.apply(self._lift(other), self)
+        return apply(F.Mul, self._lift(other), self)
 
     def __truediv__(self, other):
-        return F.Div.apply(self, other if type(other) is Tensor else self._lift(other))
+        return apply(F.Div, self, other if type(other) is Tensor else self._lift(other))
 
     def __rtruediv__(self, other):
-        return F.Div.apply(self._lift(other), self)
+        return apply(F.Div, self._lift(other), self)
 
     def __pow__(self, exponent):
         if isinstance(exponent, Number):
-            return F.PowScalar.apply(self, exponent=exponent)
-        return F.Pow.apply(self, self._lift(exponent))
+            return apply(F.PowScalar, self, exponent=exponent)
+        return apply(F.Pow, self, self._lift(exponent))
 
     def __rpow__(self, base):
-        return F.Pow.apply(self._lift(base), self)
+        return apply(F.Pow, self._lift(base), self)
 
     def __neg__(self):
-        return F.Neg.apply(self)
+        return apply(F.Neg, self)
 
     def __matmul__(self, other):
         return matmul(self, self._lift(other))
@@ -263,13 +307,118 @@ class Tensor:
     def __rmatmul__(self, other):
         return matmul(self._lift(other), self)
 
-    add, sub, mul, div, pow, neg, matmul = (
-        __add__, __sub__, __mul__, __truediv__, __pow__, __neg__, __matmul__)
+    add, sub, mul, div, pow, neg = __add__, __sub__, __mul__, __truediv__, __pow__, __neg__
+
+    # ---- in place: the new value is computed out of place, then written into the storage ----
+    def _inplace(self, compute, what):
+        """self's storage = compute(self); the graph then continues from the new value's node."""
+        view = self._view
+        owner = self if view is None else view[0]
+        if _state.grad_enabled and owner.requires_grad and owner._ctx is None:
+            of = "a view of a leaf" if view is not None else "a leaf"
+            raise GraphError(f"{what}: {of} tensor of shape {owner.shape} that requires grad cannot be changed "
+                             "in place while grad is enabled; do it under tg.no_grad() (as optimisers do), or "
+                             "on a .clone()")
+        new = self._fitted(compute(self), what)
+        if new.requires_grad and _saves_storage_of(new._ctx, self):
+            new = self._fitted(compute(self.clone()), what)  # the op saved the values about to be overwritten
+        if new.requires_grad and view is not None:
+            self._write_region(owner, view[1], new)
+            return self
+        self._write(lambda data: _assign(data, Ellipsis, new.data), what)
+        if new.requires_grad:
+            _move_retained(self, new._ctx)
+            self._ctx, self.requires_grad = new._ctx, True
+        return self
+
+    def _fitted(self, new, what):
+        """new, checked to fit self's shape and device and cast to its dtype as torch's in-place ops do."""
+        if new.shape != self.shape:
+            raise ShapeError(f"{what}: the result has shape {new.shape}, which cannot be written into the "
+                             f"tensor of shape {self.shape} (in-place ops do not broadcast their target)")
+        if new.dtype != self.dtype:
+            if not np.can_cast(new.dtype, self.dtype, "same_kind"):
+                raise DTypeError(f"{what}: result type {new.dtype} cannot be cast to the tensor's {self.dtype}")
+            new = new.to(dtype=self.dtype)
+        return new
+
+    def _write(self, write, what):
+        try:
+            write(self.data)
+        except ValueError as e:  # a read-only broadcast view (expand) refuses writes
+            raise ShapeError(f"{what}: cannot write into this tensor of shape {self.shape} ({e}); "
+                             "expanded tensors share memory between elements, .clone() it first") from None
+        self._bump_version()
+
+    def _write_region(self, base, chain, value):
+        """base's region under chain = value, recorded (CopySlices); self, a view of base, follows."""
+        out = apply(F.CopySlices, base, value, chain=chain, inplace=True)
+        self._bump_version()  # base and its views share the counter
+        _move_retained(base, out._ctx)
+        base._ctx, base.requires_grad = out._ctx, True
+        if self is not base:
+            _refresh_view(self)
+
+    def __setitem__(self, index, value):
+        index = _normalize_index(index, self)
+        value = self._fitted_value(value)
+        view = self._view
+        base, chain = (self, ()) if view is None else view[:2]
+        if _state.grad_enabled and (base.requires_grad or value.requires_grad):
+            if base.requires_grad and base._ctx is None:
+                raise GraphError(f"t[...] = v: the leaf tensor of shape {base.shape} that requires grad cannot be "
+                                 "written in place while grad is enabled; do it under tg.no_grad() or on a .clone()")
+            self._write_region(base, chain + ((F.GetItem, {"index": index}),), value)
+        else:
+            self._write(lambda data: _assign(data, index, value.data), "t[...] = v")
+
+    def _fitted_value(self, value):
+        value = self._lift(value)
+        if value.device != self.device:
+            raise DeviceError(f"t[...] = v: value on {value.device}, tensor on {self.device}")
+        if value.dtype != self.dtype:
+            if not np.can_cast(value.dtype, self.dtype, "same_kind"):
+                raise DTypeError(f"t[...] = v: a {value.dtype} value cannot be written into a {self.dtype} tensor")
+            value = value.to(dtype=self.dtype)
+        return value
+
+    def add_(self, other, alpha=1):
+        return self._inplace(lambda s: s + (other if alpha == 1 else self._lift(other) * alpha), "add_")
+
+    def sub_(self, other, alpha=1):
+        return self._inplace(lambda s: s - (other if alpha == 1 else self._lift(other) * alpha), "sub_")
+
+    def mul_(self, other):
+        return self._inplace(lambda s: s * other, "mul_")
+
+    def div_(self, other):
+        return self._inplace(lambda s: s / other, "div_")
+
+    def clamp_(self, min=None, max=None):
+        return self._inplace(lambda s: s.clamp(min, max), "clamp_")
+
+    clip_ = clamp_
+
+    def masked_fill_(self, mask, value):
+        return self._inplace(lambda s: where(mask, value, s), "masked_fill_")
+
+    def fill_(self, value):
+        return self._inplace(lambda s: where(True, value, s), "fill_")
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def copy_(self, src):
+        """Copy src's values (broadcast, cast, moved) into self; gradients flow to src."""
+        src = (src if isinstance(src, Tensor) else self._lift(src)).to(self.device, self.dtype)
+        return self._inplace(lambda s: where(True, src, s), "copy_")
+
+    __iadd__, __isub__, __imul__, __itruediv__ = add_, sub_, mul_, div_
 
     # ---- comparisons: no grad --------------------------------------------------------
     def _compare(self, other, op):
         other = self._lift(other)
-        return Tensor._make(op(self.data, other.data), False, None)
+        return Tensor._make(op(self.data, other.data))
 
     def __eq__(self, other):
         return self._compare(other, lambda a, b: a == b)
@@ -293,85 +442,51 @@ class Tensor:
 
     # ---- elementwise ---------------------------------------------------------------
     def exp(self):
-        return F.Exp.apply(self)
+        return apply(F.Exp, self)
 
     def log(self):
-        return F.Log.apply(self)
+        return apply(F.Log, self)
 
     def tanh(self):
-        return F.Tanh.apply(self)
+        return apply(F.Tanh, self)
 
     def sigmoid(self):
-        return F.Sigmoid.apply(self)
+        return apply(F.Sigmoid, self)
 
     def relu(self):
-        return F.Relu.apply(self)
+        return apply(F.Relu, self)
 
     def sqrt(self):
-        return F.Sqrt.apply(self)
+        return apply(F.Sqrt, self)
 
     def abs(self):
-        return F.Abs.apply(self)
+        return apply(F.Abs, self)
 
     def clip(self, min=None, max=None):
         if min is None and max is None:
             raise ValueError("clip: at least one of min and max must be given")
-        return F.Clip.apply(self, low=min, high=max)
+        return apply(F.Clip, self, low=min, high=max)
 
     clamp = clip
 
     def maximum(self, other):
-        return F.Maximum.apply(self, self._lift(other))
+        return apply(F.Maximum, self, self._lift(other))
 
     def minimum(self, other):
-        return F.Minimum.apply(self, self._lift(other))
+        return apply(F.Minimum, self, self._lift(other))
 
     # ---- reductions ------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         if dim is None and axis is None and not keepdim and not keepdims:  # the loss's usual sum
-            return F.Sum.apply(self)
-        axes = _normalize_axes(_pick(dim, axis), self.ndim)
-        return F.Sum.apply(self, axis=axes, keepdims=bool(keepdims or keepdim))
-
-    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        axes = _normalize_axes(_pick(dim, axis), self.ndim)
-        count = self.data.size if axes is None else math.prod(self.shape[a] for a in axes)
-        return self.sum(axes, keepdim=bool(keepdims or keepdim)) / count
-
-    def var(self, dim=None, keepdim=False, *, axis=None, keepdims=None, correction=1, unbiased=None):
-        """Variance; like torch, unbiased (correction=1) unless told otherwise."""
-        if unbiased is not None:
-            correction = int(unbiased)
-        axes = _normalize_axes(_pick(dim, axis), self.ndim)
-        count = self.data.size if axes is None else math.prod(self.shape[a] for a in axes)
-        centred = self - self.mean(axes, keepdim=True)
-        return (centred * centred).sum(axes, keepdim=bool(keepdims or keepdim)) / max(count - correction, 0)
-
-    def std(self, dim=None, keepdim=False, *, axis=None, keepdims=None, correction=1, unbiased=None):
-        return self.var(dim, keepdim, axis=axis, keepdims=keepdims, correction=correction,
-                        unbiased=unbiased).sqrt()
-
-    def _extreme(self, fn, dim, keepdim, axis, keepdims):
-        """torch's max/min: a tensor over all elements, or (values, indices) along one dim."""
-        d = _pick(dim, axis)
-        keep = bool(keepdims or keepdim)
-        if d is None or not isinstance(d, int):
-            return fn.apply(self, axis=_normalize_axes(d, self.ndim), keepdims=keep)
-        values = fn.apply(self, axis=_normalize_axes(d, self.ndim), keepdims=keep)
-        arg = self.argmax if fn is F.Max else self.argmin
-        return MaxResult(values, arg(d, keepdim=keep))
-
-    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        return self._extreme(F.Max, dim, keepdim, axis, keepdims)
-
-    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        return self._extreme(F.Min, dim, keepdim, axis, keepdims)
+            return apply(F.Sum, self)
+        axes = normalize_axes(axis if dim is None else dim, self.ndim)
+        return apply(F.Sum, self, axis=axes, keepdims=bool(keepdims or keepdim))
 
     def amax(self, dim=None, keepdim=False):
-        return F.Max.apply(self, axis=_normalize_axes(dim, self.ndim), keepdims=keepdim)
+        return apply(F.Max, self, axis=normalize_axes(dim, self.ndim), keepdims=keepdim)
 
     def amin(self, dim=None, keepdim=False):
-        return F.Min.apply(self, axis=_normalize_axes(dim, self.ndim), keepdims=keepdim)
+        return apply(F.Min, self, axis=normalize_axes(dim, self.ndim), keepdims=keepdim)
 
     def argmax(self, dim=None, keepdim=False):
         return self._arg(get_xp(self).argmax, dim, keepdim)
@@ -381,25 +496,8 @@ class Tensor:
 
     def _arg(self, fn, dim, keepdim):
         if dim is None:
-            return Tensor._make(fn(self.data.reshape(-1)).astype(np.int64), False, None)
-        return Tensor._make(fn(self.data, axis=dim, keepdims=keepdim).astype(np.int64), False, None)
-
-    def logsumexp(self, dim=None, keepdim=False):
-        """log(sum(exp(x))) shifted by the (detached) max: stable, and its gradient is exact."""
-        axes = _normalize_axes(dim, self.ndim)
-        shift = self.detach().amax(axes, keepdim=True)
-        shift = Tensor._make(get_xp(self).where(get_xp(self).isfinite(shift.data), shift.data, 0),
-                             False, None)
-        out = (self - shift).exp().sum(axes, keepdim=True).log() + shift
-        return out if keepdim else out.reshape(_reduced_shape(self.shape, axes))
-
-    def log_softmax(self, dim=-1):
-        return self - self.logsumexp(dim, keepdim=True)
-
-    def softmax(self, dim=-1):
-        shifted = self - self.detach().amax(dim, keepdim=True)
-        e = shifted.exp()
-        return e / e.sum(dim, keepdim=True)
+            return Tensor._make(fn(self.data.reshape(-1)).astype(np.int64))
+        return Tensor._make(fn(self.data, axis=dim, keepdims=keepdim).astype(np.int64))
 
     # ---- shape -----------------------------------------------------------------------
     def reshape(self, *shape):
@@ -407,7 +505,7 @@ class Tensor:
         if shape == self.shape:
             return self
         try:
-            return F.Reshape.apply(self, shape=shape)
+            return apply(F.Reshape, self, shape=shape)
         except ShapeError:
             raise ShapeError(f"reshape: cannot view shape {self.shape} ({self.numel()} elements) "
                              f"as {shape}") from None
@@ -423,16 +521,16 @@ class Tensor:
         axes = tuple(a % self.ndim for a in _shape_args(axes))
         if sorted(axes) != list(range(self.ndim)):
             raise ShapeError(f"permute: {axes} is not a permutation of the {self.ndim} dims of {self.shape}")
-        return F.Permute.apply(self, axes=axes)
+        return apply(F.Permute, self, axes=axes)
 
     def transpose(self, dim0=-2, dim1=-1):
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
-        return F.Permute.apply(self, axes=tuple(axes))
+        return apply(F.Permute, self, axes=tuple(axes))
 
     @property
     def T(self):
-        return F.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
+        return apply(F.Permute, self, axes=tuple(reversed(range(self.ndim))))
 
     def expand(self, *shape):
         shape = _shape_args(shape)
@@ -444,7 +542,7 @@ class Tensor:
             if n != 1 and n != shape[i + lead]:
                 raise ShapeError(f"expand: shape {self.shape} cannot expand to {shape} "
                                  f"(dim {i} has size {n}, not 1)")
-        return F.Expand.apply(self, shape=shape)
+        return apply(F.Expand, self, shape=shape)
 
     def unsqueeze(self, dim):
         dim = dim % (self.ndim + 1)
@@ -458,48 +556,157 @@ class Tensor:
             return self
         return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
 
-    def split(self, split_size, dim=0):
-        """torch.split: chunks of `split_size` along dim, or of the sizes listed."""
-        dim = dim % self.ndim
-        length = self.shape[dim]
-        sizes = ([split_size] * (length // split_size) + ([length % split_size] if length % split_size else [])
-                 if isinstance(split_size, int) else list(split_size))
-        if sum(sizes) != length:
-            raise ShapeError(f"split: sizes {sizes} do not add up to {length}, the size of dim {dim} of {self.shape}")
-        pieces, start = [], 0
-        for size in sizes:
-            index = (slice(None),) * dim + (slice(start, start + size),)
-            pieces.append(self[index])
-            start += size
-        return tuple(pieces)
-
-    def chunk(self, chunks, dim=0):
-        length = self.shape[dim % self.ndim]
-        return self.split(max(1, -(-length // chunks)), dim)
-
     def __getitem__(self, index):
-        index = _normalize_index(index, self)
-        return F.GetItem.apply(self, index=index)
+        return apply(F.GetItem, self, index=_normalize_index(index, self))
 
-    def gather(self, dim, index):
-        """torch.gather: out[i][j] = self[i][index[i][j]] along `dim`."""
-        index = index.data if isinstance(index, Tensor) else backend.asarray(index, device=self.device)
-        F.check_index_array(index, "gather")
-        if index.ndim != self.ndim:
-            raise ShapeError(f"gather: index of shape {tuple(index.shape)} must have as many dims as "
-                             f"the input of shape {self.shape}")
-        dim = dim % self.ndim
-        xp = get_xp(self)
-        grids = list(xp.meshgrid(*[xp.arange(n) for n in index.shape], indexing="ij", sparse=True))
-        grids[dim] = index
-        return F.GetItem.apply(self, index=tuple(grids))
-
-    # ---- misc ------------------------------------------------------------------------
     def one_hot(self, num_classes=-1):
         return one_hot(self, num_classes)
 
 
-autograd._make_tensor, autograd._Tensor = Tensor._make, Tensor
+# ---- the dispatch ----------------------------------------------------------------------
+
+def apply(op, *inputs, **kwargs):
+    """Run `op` (a Function subclass) on Tensors: forward on their arrays, the result wrapped in
+    a Tensor, and the op's node recorded when grad mode is on and an input requires grad.
+    The hot path of the whole engine: kept free of generators and context managers."""
+    ctx = _new(op)
+    first = type(inputs[0].data)
+    requires_grad = False
+    arrays, parents = [], []
+    for t in inputs:
+        if t._view is not None and t._view[2] != t._vc[0]:
+            _refresh_view(t)  # its base was written in place since its node was made
+        if t.requires_grad:
+            requires_grad = True
+            parents.append(t if t._ctx is None else t._ctx)
+        else:
+            parents.append(None)
+        if type(t.data) is not first:
+            _raise_device_mix(ctx, inputs)
+        arrays.append(t.data)
+    if first is not _ndarray and len(inputs) > 1:
+        _check_same_device(ctx, inputs)
+    try:
+        out = ctx.forward(*arrays, **kwargs)
+    except (ValueError, IndexError) as e:
+        if isinstance(e, TinyGradRNNError):
+            raise
+        shapes = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in inputs)
+        raise ShapeError(f"{ctx.name}: cannot combine inputs of shapes {shapes}: {e}") from None
+    if _state.anomaly:
+        autograd.check_finite(out, f"forward of {ctx.name}")
+    t = _new(Tensor)
+    t.data, t.grad, t._vc, t._view = ensure_array(out), None, None, None
+    if requires_grad and _state.grad_enabled and op.differentiable:
+        _record(ctx, parents, inputs, t)
+    else:
+        t.requires_grad, t._ctx = False, None
+    if first is not _ndarray or out.base is not None:
+        _share_storage(t, inputs, op, kwargs)
+    return t
+
+
+def _record(ctx, parents, inputs, out):
+    ctx.parents = tuple(parents)
+    ctx.scope = _state.scope
+    data = out.data
+    ctx.shape, ctx.dtype = data.shape, data.dtype
+    if ctx.saved:
+        _record_versions(ctx, inputs, out)
+    out.requires_grad, out._ctx = True, ctx
+
+
+def _record_versions(ctx, inputs, out):
+    """For each saved array that is (a view of) an input's or the output's storage, that tensor's
+    version now: backward compares, so a later in-place write is an error, not a wrong gradient.
+    Records are (counter, version, input index or -1 for the output, position in saved)."""
+    records = []
+    for position, array in enumerate(ctx.saved):
+        index, holder = _holder(array, inputs, out)
+        if holder is not None:
+            counter = holder._vc or _counter(holder)
+            records.append((counter, counter[0], index, position))
+    ctx.saved_versions = tuple(records)
+
+
+def _holder(array, inputs, out):
+    """(input index or -1, tensor) whose storage a saved array is; (None, None) for arrays the op made."""
+    for index, t in enumerate(inputs):
+        if array is t.data:
+            return index, t
+    if type(array) is not _ndarray and not backend.is_array(array):
+        return None, None  # an index tuple, a Python number
+    owner = _storage(array)
+    for index, t in enumerate(inputs):
+        if _storage(t.data) is owner:
+            return index, t
+    return (-1, out) if _storage(out.data) is owner else (None, None)
+
+
+def _storage(array):
+    if type(array) is _ndarray:
+        base = array.base
+        return array if base is None else base
+    return backend.storage(array)
+
+
+def _share_storage(t, inputs, op, kwargs):
+    """An output that is a view of an input shares its version counter and remembers how to be
+    made again from the base (for writes through it, and when the base is written)."""
+    owner = _storage(t.data)
+    for source in inputs:
+        if _storage(source.data) is owner:
+            t._vc = _counter(source)
+            if op is not F.CopySlices:  # that one writes its input: the base itself, not a view
+                base, chain = (source, ()) if source._view is None else source._view[:2]
+                t._view = (base, chain + ((op, kwargs),), t._vc[0])
+            return
+
+
+def _refresh_view(t):
+    """A view whose base was written in place: its node is made again from the base's current one."""
+    if not _state.grad_enabled:
+        return
+    base, chain, _ = t._view
+    regenerated = base
+    for op, kwargs in chain:
+        regenerated = apply(op, regenerated, **kwargs)
+    t._ctx, t.requires_grad = regenerated._ctx, regenerated.requires_grad
+    t._view = (base, chain, t._vc[0])
+
+
+def _counter(t):
+    counter = t._vc
+    if counter is None:
+        counter = t._vc = [0]
+    return counter
+
+
+def _saves_storage_of(node, t):
+    return t._vc is not None and any(record[0] is t._vc for record in node.saved_versions)
+
+
+def _move_retained(t, node):
+    """retain_grad() follows the tensor to the node of its new value, as in torch."""
+    old = t._ctx
+    if old is not None and old.retained is not None and old.retained() is t:
+        node.retained, old.retained = old.retained, None
+
+
+def _assign(data, index, value):
+    data[index] = value
+
+
+def _check_same_device(ctx, inputs):
+    """Same array type is not enough off the CPU: two GPUs share cupy's array type."""
+    if len({t.device for t in inputs}) > 1:
+        _raise_device_mix(ctx, inputs)
+
+
+def _raise_device_mix(ctx, inputs):
+    devices = " and ".join(sorted({str(x.device) for x in inputs}))
+    raise DeviceError(f"{ctx.name}: inputs are on different devices ({devices}); "
+                      "move them with .to(device) first")
 
 
 def get_xp(t):
@@ -528,16 +735,19 @@ def _is_dtype_name(name):
         return False
 
 
+def split_device_dtype(device=None, dtype=None):
+    """The argument forms of torch's .to(): (device), (dtype), (device, dtype), keywords;
+    a dtype may be a numpy type, a dtype, or a name ("float64"). -> (canonical device or None, dtype or None)."""
+    if isinstance(device, (type, np.dtype)) or (isinstance(device, str) and _is_dtype_name(device)):
+        device, dtype = None, device
+    return (None if device is None else backend.canonical_device(device),
+            None if dtype is None else np.dtype(dtype))
+
+
 def _shape_args(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
     return tuple(int(n) for n in shape)
-
-
-def _reduced_shape(shape, axes):
-    if axes is None:
-        return ()
-    return tuple(n for i, n in enumerate(shape) if i not in axes)
 
 
 def _normalize_index(index, tensor):
@@ -554,7 +764,7 @@ def _normalize_index(index, tensor):
             if backend.device_of(i) != tensor.device:
                 raise DeviceError(f"getitem: index on {backend.device_of(i)}, tensor on {tensor.device}")
         elif isinstance(i, float):
-            raise F.DTypeError(f"getitem: float index {i!r}; indices must be integers")
+            raise DTypeError(f"getitem: float index {i!r}; indices must be integers")
         out.append(i)
     return tuple(out)
 
@@ -570,7 +780,7 @@ def matmul(a, b):
         a = a.reshape(1, -1)
     if squeeze_b:
         b = b.reshape(-1, 1)
-    out = F.MatMul.apply(a, b)
+    out = apply(F.MatMul, a, b)
     if squeeze_a:
         out = out.squeeze(-2)
     if squeeze_b:
@@ -583,7 +793,7 @@ def cat(tensors, dim=0):
     if not tensors:
         raise ShapeError("cat: needs at least one tensor")
     dim = dim % tensors[0].ndim
-    return F.Cat.apply(*tensors, axis=dim)
+    return apply(F.Cat, *tensors, axis=dim)
 
 
 concatenate = cat
@@ -608,11 +818,11 @@ def where(condition, a, b):
         b = a._lift(b)
     if isinstance(condition, Tensor):
         condition = condition.data
-    elif not backend.is_array(condition):  # a list, or a foreign (torch) tensor
+    elif not backend.is_array(condition):  # a bool, a list, or a foreign (torch) tensor
         condition = backend.asarray(backend.host_array(condition), device=a.device)
     if backend.device_of(condition) != a.device:
         raise DeviceError(f"where: condition on {backend.device_of(condition)}, values on {a.device}")
-    return F.Where.apply(a, b, condition=condition.astype(bool))
+    return apply(F.Where, a, b, condition=condition.astype(bool))
 
 
 def one_hot(indices, num_classes=-1):
@@ -622,5 +832,4 @@ def one_hot(indices, num_classes=-1):
     xp = backend.get_array_module(data)
     if num_classes < 0:
         num_classes = int(data.max()) + 1
-    return Tensor._make((data[..., None] == xp.arange(num_classes)).astype(backend.get_default_dtype()),
-                        False, None)
+    return Tensor._make((data[..., None] == xp.arange(num_classes)).astype(backend.get_default_dtype()))

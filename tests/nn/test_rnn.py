@@ -232,15 +232,7 @@ def test_bidirectional_two_layer_lstm_with_lengths_gradcheck():
 # ---- graph labels, dropout, init -----------------------------------------------------------
 
 def graph_scopes(root):
-    scopes, stack, seen = set(), [root], set()
-    while stack:
-        node = stack.pop()
-        if node._ctx is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        scopes.add(node._ctx.scope)
-        stack.extend(node._ctx.parents)
-    return scopes
+    return {node.scope for node in tg.autograd.walk(root) if not node.is_leaf}
 
 
 def test_every_step_is_labelled_by_layer_direction_and_time():
@@ -256,9 +248,9 @@ def test_every_step_is_labelled_by_layer_direction_and_time():
 
 def test_step_nodes_carry_their_own_time_label():
     out, _ = R.GRU(I, H)(tg.randn(T, B, I))
-    assert out._ctx.scope == "gru/l0/output"
-    pieces = out._ctx.parents  # stack's pieces: h_t as (1, B, H), in time order
-    assert [piece._ctx.parents[0]._ctx.scope for piece in pieces] == [f"gru/l0/t{t}" for t in range(T)]
+    assert out.grad_fn.scope == "gru/l0/output"
+    pieces = out.grad_fn.parents  # stack's pieces: h_t as (1, B, H), in time order
+    assert [piece.parents[0].scope for piece in pieces] == [f"gru/l0/t{t}" for t in range(T)]
 
 
 def test_dropout_between_layers():

@@ -13,7 +13,9 @@ from .. import backend
 
 
 def _fill(tensor, values):
-    tensor.data = backend.asarray(np.asarray(values, dtype=tensor.dtype), device=tensor.device)
+    """In place, as torch's initialisers: views of the tensor see the new values, and its version moves."""
+    tensor.data[...] = backend.asarray(np.asarray(values, dtype=tensor.dtype), device=tensor.device)
+    tensor._bump_version()
     return tensor
 
 

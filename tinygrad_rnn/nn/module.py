@@ -6,8 +6,9 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend
-from ..errors import ShapeError
-from ..tensor import Tensor
+from ..autograd import RemovableHandle
+from ..errors import DTypeError, ShapeError
+from ..tensor import Tensor, cat, split_device_dtype
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -180,14 +181,14 @@ class Module:
         return self
 
     def to(self, device=None, dtype=None):
-        """Move (in place, as torch does for modules) every parameter and buffer."""
-        if isinstance(device, (type, np.dtype)):
-            device, dtype = None, device
+        """Move and/or cast (in place, as torch does for modules) every parameter and buffer; takes
+        Tensor.to's forms: .to("cuda"), .to("float64"), .to(np.float32), .to("cpu", "float64")."""
+        device, dtype = split_device_dtype(device, dtype)
+        if dtype is not None and dtype.kind != "f":
+            raise DTypeError(f"{type(self).__name__}.to: modules take floating dtypes only, got {dtype}")
         if device is not None:
-            device = backend.canonical_device(device)
             self._convert(lambda a: backend.to_device(a, device))
         if dtype is not None:
-            dtype = np.dtype(dtype)
             self._convert(lambda a: a.astype(dtype) if a.dtype.kind == "f" else a)
         return self
 
@@ -196,6 +197,9 @@ class Module:
 
     def double(self):
         return self.to(dtype=np.float64)
+
+    def half(self):
+        return self.to(dtype=np.float16)
 
     def cpu(self):
         return self.to("cpu")
@@ -249,7 +253,8 @@ class Module:
             raise ShapeError(f"load_state_dict into {type(self).__name__}: " + ". ".join(problems))
         for key, value in arrays.items():
             target = own[key]
-            target.data = backend.asarray(value.astype(target.dtype, copy=True), device=target.device)
+            target.data[...] = backend.asarray(value.astype(target.dtype, copy=False), device=target.device)
+            target._bump_version()  # in place, as torch's copy_: views see it, saved graphs notice
         return IncompatibleKeys(missing, unexpected)
 
     # ---- calling / printing ---------------------------------------------------------
@@ -257,7 +262,42 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        hooks = self.__dict__.get("_hooks")
+        if not hooks:
+            return self.forward(*args, **kwargs)
+        for hook in list(hooks["forward_pre"].values()):
+            changed = hook(self, args)
+            if changed is not None:
+                args = changed if isinstance(changed, tuple) else (changed,)
+        backward_hooks = hooks["backward"]
+        gate = _BackwardHookGate(self, backward_hooks) if backward_hooks else None
+        if gate is not None:
+            args = gate.wrap_inputs(args)
+        out = self.forward(*args, **kwargs)
+        for hook in list(hooks["forward"].values()):
+            changed = hook(self, args, out)
+            if changed is not None:
+                out = changed
+        return gate.wrap_outputs(out) if gate is not None else out
+
+    def _register(self, kind, hook):
+        hooks = self.__dict__.setdefault("_hooks", {"forward_pre": {}, "forward": {}, "backward": {}})[kind]
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def register_forward_pre_hook(self, hook):
+        """hook(module, args) -> None or new args, before forward."""
+        return self._register("forward_pre", hook)
+
+    def register_forward_hook(self, hook):
+        """hook(module, args, output) -> None or a new output, after forward."""
+        return self._register("forward", hook)
+
+    def register_full_backward_hook(self, hook):
+        """hook(module, grad_input, grad_output) -> None or a new grad_input tuple, once per backward,
+        when the gradients with respect to the module's tensor inputs are known (as in torch)."""
+        return self._register("backward", hook)
 
     def extra_repr(self):
         return ""
@@ -272,3 +312,94 @@ class Module:
             return f"{type(self).__name__}({extra})"
         head = f"{type(self).__name__}(" + (extra + "\n  " if extra else "\n  ")
         return head + "\n  ".join(lines) + "\n)"
+
+
+class _BackwardHookGate:
+    """What makes module backward hooks see whole gradients at once: the module's tensor inputs
+    (those that require grad), and its tensor outputs, each pass through one packing node (their
+    flattened values concatenated, then viewed back). A hook on a packing node then receives the
+    gradient of every input (or output) together, and what the module hook returns replaces them."""
+
+    def __init__(self, module, hooks):
+        self.module, self.hooks = module, hooks
+        self.grad_output, self.fired = None, False
+        self.inputs_require_grad = False
+
+    def wrap_inputs(self, args):
+        positions = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+        if not positions:
+            return args
+        self.inputs_require_grad = True
+        self.input_shapes = [args[i].shape for i in positions]
+        views = self._pack([args[i] for i in positions], self._on_grad_input)
+        args = list(args)
+        for i, view in zip(positions, views):
+            args[i] = view
+        return tuple(args)
+
+    def wrap_outputs(self, out):
+        flat = []
+        _flatten(out, flat)
+        positions = [i for i, t in enumerate(flat) if isinstance(t, Tensor) and t.requires_grad]
+        if not positions:
+            return out
+        self.output_shapes = [flat[i].shape for i in positions]
+        for i, view in zip(positions, self._pack([flat[i] for i in positions], self._on_grad_output)):
+            flat[i] = view
+        return _unflatten(out, iter(flat))
+
+    def _pack(self, tensors, on_grad):
+        dtypes = {t.dtype for t in tensors}
+        if len(dtypes) > 1:
+            raise DTypeError(f"{type(self.module).__name__}: backward hooks need the module's tensors to share "
+                             f"one dtype, got {sorted(map(str, dtypes))}")
+        packed = cat([t.reshape(-1) for t in tensors])
+        packed.register_hook(on_grad)
+        views, start = [], 0
+        for t in tensors:
+            views.append(packed[start:start + t.numel()].reshape(t.shape))
+            start += t.numel()
+        return views
+
+    def _split(self, grad, shapes):
+        pieces, start = [], 0
+        for shape in shapes:
+            size = int(np.prod(shape))
+            pieces.append(Tensor._make(grad[start:start + size].reshape(shape)))
+            start += size
+        return tuple(pieces)
+
+    def _on_grad_output(self, grad):
+        self.grad_output = self._split(grad, self.output_shapes)
+        if not self.inputs_require_grad:  # no input gradient will come: torch calls with (None,)
+            self._fire((None,))
+
+    def _on_grad_input(self, grad):
+        replaced = self._fire(self._split(grad, self.input_shapes))
+        if replaced is None:
+            return None
+        xp = backend.get_array_module(grad)
+        return xp.concatenate([(g.data if isinstance(g, Tensor) else g).reshape(-1) for g in replaced])
+
+    def _fire(self, grad_input):
+        result = None
+        for hook in list(self.hooks.values()):
+            changed = hook(self.module, grad_input, self.grad_output or ())
+            if changed is not None:
+                grad_input = result = tuple(changed)
+        return result
+
+
+def _flatten(value, out):
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            _flatten(v, out)
+    else:
+        out.append(value)
+
+
+def _unflatten(template, values):
+    if isinstance(template, (tuple, list)):
+        return type(template)(_unflatten(v, values) for v in template) if not hasattr(template, "_fields") \
+            else type(template)(*(_unflatten(v, values) for v in template))
+    return next(values)

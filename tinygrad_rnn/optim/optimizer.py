@@ -82,6 +82,7 @@ class Optimizer:
                 for p in group["params"]:
                     if p.grad is not None:
                         self._update(p, p.grad.data, group)
+                        p._bump_version()  # a graph that saved p before this step must not use it after
         return loss
 
     def _update(self, param, grad, group):
