@@ -7,11 +7,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_readme_snippet_runs(tmp_path, monkeypatch):
-    text = (ROOT / "README.md").read_text()
-    code = re.search(r"## A taste\n\n```python\n(.*?)```", text, re.S).group(1)
-    monkeypatch.chdir(tmp_path)  # it writes a checkpoint
-    exec(compile(code, "README.md", "exec"), {})
+def test_readme_snippets_run(tmp_path, monkeypatch):
+    """Every python block of the README, each on its own, as a reader would paste it."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)  # the first writes a checkpoint
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "ckpt.npz").exists()
 
 

@@ -412,7 +412,8 @@ def _check_saved(node):
             raise GraphError(
                 f"backward of '{node.name}'{_where(node)}: {what} (shape {tuple(array.shape)}, {array.dtype}), "
                 f"saved for its gradient, was modified by an in-place operation: it is at version "
-                f"{counter[0]}, expected version {expected}. Its forward value is gone; make the in-place change after backward, or on a .clone()")
+                f"{counter[0]}, expected version {expected}. Its forward value is gone; make the in-place "
+                "change after backward, or on a .clone()")
 
 
 def _where(node):
