@@ -14,14 +14,10 @@ from tinygrad_rnn.errors import AnomalyError, ShapeError
 from tinygrad_rnn.nn import Parameter
 from tinygrad_rnn.nn.utils import clip_grad_norm_, clip_grad_value_
 from tinygrad_rnn.optim import lr_scheduler
+from oracle import needs_torch, torch
 
 STEPS = 20
 TOLERANCES = [(np.float64, 1e-10), (np.float32, 1e-5)]
-
-
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch")
 
 
 # ---- a small problem, written once for both frameworks ---------------------------------------
@@ -59,7 +55,7 @@ def _ours(arrays, device="cpu"):
     return [Parameter(tg.tensor(a.copy(), device=device)) for a in arrays]
 
 
-def _theirs(torch, arrays):
+def _theirs(arrays):
     return [torch.tensor(a, requires_grad=True) for a in arrays]
 
 
@@ -86,11 +82,12 @@ CASES = [
 ]
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype,tol", TOLERANCES, ids=["float64", "float32"])
 @pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{'-'.join(k)}" for n, k in CASES])
-def test_trajectory_matches_torch(torch, device, name, kwargs, dtype, tol):
+def test_trajectory_matches_torch(device, name, kwargs, dtype, tol):
     arrays, x, y = _problem(dtype)
-    ours, theirs = _ours(arrays, device), _theirs(torch, arrays)
+    ours, theirs = _ours(arrays, device), _theirs(arrays)
     got = _train(ours, getattr(optim, name)(ours, **kwargs),
                  tg.tensor(x, device=device), tg.tensor(y, device=device), STEPS)
     want = _train(theirs, getattr(torch.optim, name)(theirs, foreach=False, **kwargs),
@@ -111,11 +108,12 @@ def test_amsgrad_keeps_the_running_max(device):
     assert np.all(running_max >= current) and np.any(running_max > current)
 
 
+@needs_torch
 @pytest.mark.parametrize("name,kwargs", [("SGD", {"momentum": 0.9}), ("Adam", {"amsgrad": True})])
-def test_param_groups_with_their_own_options(torch, name, kwargs):
+def test_param_groups_with_their_own_options(name, kwargs):
     arrays, x, y = _problem(np.float64)
     runs = []
-    for module, params in ((optim, _ours(arrays)), (torch.optim, _theirs(torch, arrays))):
+    for module, params in ((optim, _ours(arrays)), (torch.optim, _theirs(arrays))):
         groups = [{"params": params[:1], "lr": 0.2}, {"params": params[1:], "weight_decay": 0.1}]
         extra = {} if module is optim else {"foreach": False}
         opt = getattr(module, name)(groups, lr=0.02, **kwargs, **extra)
@@ -164,13 +162,14 @@ def test_state_dict_holds_host_copies():
     assert not np.any(opt.state[params[0]]["exp_avg"] == 7.0)
 
 
+@needs_torch
 @pytest.mark.parametrize("name,kwargs", [("SGD", {"momentum": 0.9}), ("Adam", {"amsgrad": True}),
                                          ("AdamW", {})])
-def test_state_dict_layout_matches_torch(torch, name, kwargs):
+def test_state_dict_layout_matches_torch(name, kwargs):
     arrays, x, y = _problem(np.float64)
     layouts = []
     for module, params, data in ((optim, _ours(arrays), (tg.tensor(x), tg.tensor(y))),
-                                 (torch.optim, _theirs(torch, arrays), (torch.tensor(x), torch.tensor(y)))):
+                                 (torch.optim, _theirs(arrays), (torch.tensor(x), torch.tensor(y)))):
         groups = [{"params": params[:2]}, {"params": params[2:], "lr": 0.5}]
         opt = getattr(module, name)(groups, **kwargs)
         _train(params, opt, *data, 2)
@@ -277,8 +276,9 @@ SCHEDULERS = {
 }
 
 
+@needs_torch
 @pytest.mark.parametrize("name", list(SCHEDULERS))
-def test_scheduler_matches_torch(torch, name):
+def test_scheduler_matches_torch(name):
     make, steps = SCHEDULERS[name]
     ours = _lr_history(optim, make, steps, _ours([np.ones(2)] * 2))
     theirs = _lr_history(torch.optim, make, steps, [torch.ones(2, requires_grad=True) for _ in range(2)])
@@ -335,17 +335,18 @@ def _our_tensors(device="cpu"):
     return new
 
 
-def _torch_tensors(torch):
+def _torch_tensors():
     return lambda a, requires_grad: torch.tensor(a, requires_grad=requires_grad)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype,tol", TOLERANCES, ids=["float64", "float32"])
 @pytest.mark.parametrize("max_norm", [0.5, 100.0])
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf, "inf"])
-def test_clip_grad_norm_matches_torch(torch, device, norm_type, max_norm, dtype, tol):
+def test_clip_grad_norm_matches_torch(device, norm_type, max_norm, dtype, tol):
     grads = _grads(dtype)
     ours = _with_grads(grads, _our_tensors(device))
-    theirs = _with_grads(grads, _torch_tensors(torch))
+    theirs = _with_grads(grads, _torch_tensors())
     total = clip_grad_norm_(ours, max_norm, norm_type)
     expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type, foreach=False)
     assert isinstance(total, tg.Tensor) and total.shape == () and total.dtype == dtype
@@ -359,13 +360,14 @@ def test_clip_grad_norm_matches_torch(torch, device, norm_type, max_norm, dtype,
     assert ours[-1].grad is None
 
 
-def test_clip_grad_norm_non_finite(torch):
+@needs_torch
+def test_clip_grad_norm_non_finite():
     grads = _grads(np.float64)
     grads[0][1, 2] = np.inf
     with pytest.raises(AnomalyError, match="non-finite"):
         clip_grad_norm_(_with_grads(grads, _our_tensors()), 1.0, error_if_nonfinite=True)
     ours = _with_grads(grads, _our_tensors())
-    theirs = _with_grads(grads, _torch_tensors(torch))
+    theirs = _with_grads(grads, _torch_tensors())
     with np.errstate(invalid="ignore"):  # inf * 0, as in torch: the gradients become NaN/0
         total = clip_grad_norm_(ours, 1.0)
     expected = torch.nn.utils.clip_grad_norm_(theirs, 1.0, foreach=False)
@@ -383,11 +385,12 @@ def test_clip_grad_norm_without_grads_and_single_tensor():
     np.testing.assert_allclose(p.grad.numpy(), [0.6, 0.8, 0.0], rtol=1e-6)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_clip_grad_value_matches_torch(torch, device, dtype):
+def test_clip_grad_value_matches_torch(device, dtype):
     grads = _grads(dtype)
     ours = _with_grads(grads, _our_tensors(device))
-    theirs = _with_grads(grads, _torch_tensors(torch))
+    theirs = _with_grads(grads, _torch_tensors())
     assert clip_grad_value_(ours, 1.5) is None
     torch.nn.utils.clip_grad_value_(theirs, 1.5, foreach=False)
     for p, q in zip(ours[:-1], theirs[:-1]):

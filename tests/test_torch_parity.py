@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import tinygrad_rnn as tg
+from oracle import needs_torch, torch
 
-torch = pytest.importorskip("torch")
+pytestmark = needs_torch  # every test here compares with torch
 
 
 def _pair(rng, shape, positive=False):

@@ -596,24 +596,18 @@ def apply(op, *inputs, **kwargs):
     if _state.anomaly:
         autograd.check_finite(out, f"forward of {ctx.name}")
     t = _new(Tensor)
-    t.data, t.grad, t._vc, t._view = ensure_array(out), None, None, None
-    if requires_grad and _state.grad_enabled and op.differentiable:
-        _record(ctx, parents, inputs, t)
+    t.data, t.grad, t._vc, t._view = out if type(out) is first else ensure_array(out), None, None, None
+    if requires_grad and _state.grad_enabled and op.differentiable:  # record the node
+        ctx.parents, ctx.scope = tuple(parents), _state.scope
+        ctx.shape, ctx.dtype = out.shape, out.dtype
+        if ctx.saved:
+            _record_versions(ctx, inputs, t)
+        t.requires_grad, t._ctx = True, ctx
     else:
         t.requires_grad, t._ctx = False, None
     if first is not _ndarray or out.base is not None:
         _share_storage(t, inputs, op, kwargs)
     return t
-
-
-def _record(ctx, parents, inputs, out):
-    ctx.parents = tuple(parents)
-    ctx.scope = _state.scope
-    data = out.data
-    ctx.shape, ctx.dtype = data.shape, data.dtype
-    if ctx.saved:
-        _record_versions(ctx, inputs, out)
-    out.requires_grad, out._ctx = True, ctx
 
 
 def _record_versions(ctx, inputs, out):

@@ -6,10 +6,10 @@ import pytest
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.nn import init
+from oracle import needs_torch, torch
 
-torch = pytest.importorskip("torch")
 
-
+@needs_torch
 @pytest.mark.parametrize("nonlinearity, param", [
     ("linear", None), ("conv1d", None), ("conv2d", None), ("conv3d", None), ("sigmoid", None),
     ("tanh", None), ("relu", None), ("leaky_relu", None), ("leaky_relu", 0.2),
@@ -26,6 +26,7 @@ def test_calculate_gain_unknown_nonlinearity():
         init.calculate_gain("softsign")
 
 
+@needs_torch
 @pytest.mark.parametrize("shape", [(4, 3), (5, 3, 7), (6, 2, 3, 3), (2, 1, 1, 1, 4), (1, 9)])
 def test_fan_in_and_fan_out_match_torch(shape):
     assert init._calculate_fan_in_and_fan_out(tg.zeros(*shape)) == \
@@ -85,6 +86,7 @@ def test_xavier_statistics():
                    gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
 
+@needs_torch
 @pytest.mark.parametrize("a, mode, nonlinearity", [(math.sqrt(5), "fan_in", "leaky_relu"),
                                                     (0, "fan_out", "relu"), (0.1, "fan_in", "leaky_relu")])
 def test_kaiming_statistics(a, mode, nonlinearity):

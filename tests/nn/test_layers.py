@@ -9,8 +9,7 @@ import pytest
 import tinygrad_rnn as tg
 import tinygrad_rnn.nn as nn
 from tinygrad_rnn.errors import DTypeError, ShapeError
-
-torch = pytest.importorskip("torch")
+from oracle import needs_torch, torch
 
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
 DTYPES = [np.float64, np.float32]
@@ -64,6 +63,7 @@ def step_both(ours, theirs, x, dtype, device="cpu"):
 
 # ---- Linear ------------------------------------------------------------------------------
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(5, 3), (2, 4, 3)])
@@ -102,6 +102,7 @@ def test_linear_wrong_feature_size_names_expected_and_got():
 
 # ---- BatchNorm1d ------------------------------------------------------------------------
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])
 @pytest.mark.parametrize("momentum", [0.1, None])
@@ -124,6 +125,7 @@ def test_batchnorm_train_steps_then_eval_match_torch(dtype, shape, momentum, dev
     assert int(ours.num_batches_tracked.item()) == 3
 
 
+@needs_torch
 @pytest.mark.parametrize("kwargs", [dict(affine=False), dict(track_running_stats=False), dict(bias=False),
                                     dict(affine=False, track_running_stats=False, eps=1e-3)])
 def test_batchnorm_options_match_torch(kwargs):
@@ -184,6 +186,7 @@ def test_dropout_bad_probability():
 
 # ---- Embedding ---------------------------------------------------------------------------
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("padding_idx", [None, 0, -1])
 def test_embedding_matches_torch_with_repeats_and_padding(dtype, padding_idx, device):
@@ -230,6 +233,7 @@ def _mlp(lib):
                           lib.Sigmoid(), lib.Identity())
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sequential_matches_torch(dtype, device):
     ours, theirs = paired(_mlp(nn), _mlp(torch.nn), dtype, device)
@@ -237,6 +241,7 @@ def test_sequential_matches_torch(dtype, device):
     step_both(ours, theirs, np.random.standard_normal((6, 3)), dtype, device)
 
 
+@needs_torch
 def test_sequential_container_protocol():
     ours, theirs = _mlp(nn), _mlp(torch.nn)
     assert len(ours) == len(theirs) == 7
@@ -254,6 +259,7 @@ def test_sequential_container_protocol():
     assert list(named.state_dict()) == ["encoder.weight", "encoder.bias"] and named[1] is named.act
 
 
+@needs_torch
 def test_sequential_load_state_dict_strict_errors():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     good = {k: v.numpy() for k, v in torch.nn.Sequential(
@@ -274,6 +280,7 @@ def test_sequential_load_state_dict_strict_errors():
     np.testing.assert_array_equal(model.state_dict()["0.weight"], good["0.weight"])
 
 
+@needs_torch
 @pytest.mark.parametrize("make", [
     lambda lib: lib.Linear(3, 4),
     lambda lib: lib.Linear(3, 4, bias=False),
@@ -291,6 +298,7 @@ def test_repr_matches_torch(make):
     assert repr(make(nn)) == repr(make(torch.nn))
 
 
+@needs_torch
 @pytest.mark.parametrize("name", ["ReLU", "Tanh", "Sigmoid", "Identity"])
 def test_activation_modules_match_torch(name, device):
     ours, theirs = getattr(nn, name)(), getattr(torch.nn, name)()

@@ -9,9 +9,9 @@ import tinygrad_rnn as tg
 import tinygrad_rnn.nn as nn
 import tinygrad_rnn.nn.functional as F
 from tinygrad_rnn.errors import DTypeError, ShapeError
+from oracle import needs_torch, torch
 
-torch = pytest.importorskip("torch")
-TF = torch.nn.functional
+TF = None if torch is None else torch.nn.functional
 
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
 REDUCTIONS = ["none", "mean", "sum"]
@@ -57,6 +57,7 @@ def _target_shape(shape):
 
 # ---- cross entropy / nll ------------------------------------------------------------------
 
+@needs_torch
 @pytest.mark.parametrize("shape", LOGIT_SHAPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted, ignore_index, label_smoothing",
@@ -73,6 +74,7 @@ def test_cross_entropy_matches_torch(shape, reduction, weighted, ignore_index, l
     compare(F.cross_entropy, TF.cross_entropy, logits, target, **options)
 
 
+@needs_torch
 @pytest.mark.parametrize("shape", LOGIT_SHAPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted, ignore_index", list(itertools.product([False, True], [-100, 3, None])))
@@ -87,6 +89,7 @@ def test_nll_loss_matches_torch(shape, reduction, weighted, ignore_index):
     compare(F.nll_loss, TF.nll_loss, np.random.standard_normal(shape), target, **options)
 
 
+@needs_torch
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
 def test_cross_entropy_float32_with_weights_and_ignore(reduction, label_smoothing, device):
@@ -96,6 +99,7 @@ def test_cross_entropy_float32_with_weights_and_ignore(reduction, label_smoothin
             label_smoothing=label_smoothing)
 
 
+@needs_torch
 @pytest.mark.parametrize("shape", [(6, 5), (3, 5, 4)])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted, label_smoothing", list(itertools.product([False, True], [0.0, 0.2])))
@@ -107,6 +111,7 @@ def test_cross_entropy_probability_targets_match_torch(shape, reduction, weighte
     compare(F.cross_entropy, TF.cross_entropy, np.random.standard_normal(shape), probabilities, **options)
 
 
+@needs_torch
 def test_all_targets_ignored_gives_nan_mean_and_zero_gradient_like_torch():
     target = np.full(4, -100)
     for fn, theirs in ((F.cross_entropy, TF.cross_entropy), (F.nll_loss, TF.nll_loss)):
@@ -114,6 +119,7 @@ def test_all_targets_ignored_gives_nan_mean_and_zero_gradient_like_torch():
         assert np.isnan(loss.item())
 
 
+@needs_torch
 def test_extreme_logits_are_stable_and_match_torch():
     logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4], [1e4, 1e4, -1e4], [-1e4, 0.0, 1e4]], np.float32)
     target = np.array([1, 2, 0, 0])
@@ -134,6 +140,7 @@ def test_extreme_logits_are_stable_and_match_torch():
 
 # ---- binary cross entropy, mse ----------------------------------------------------------------
 
+@needs_torch
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weight", [None, (3,), (4, 3)])
 @pytest.mark.parametrize("pos_weight", [None, (3,)])
@@ -151,6 +158,7 @@ def test_bce_with_logits_matches_torch(reduction, weight, pos_weight, dtype):
             **options)
 
 
+@needs_torch
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weight", [None, (3,), (4, 3)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -168,6 +176,7 @@ def test_bce_matches_torch_including_saturated_probabilities(reduction, weight, 
     assert np.isfinite(loss.numpy()).all()
 
 
+@needs_torch
 def test_bce_target_gradient_matches_torch_inside_the_interval():
     probabilities, target = np.random.uniform(0.05, 0.95, (3, 4)), np.random.uniform(0, 1, (3, 4))
     ours_t, theirs_t = tg.tensor(target, requires_grad=True), torch.tensor(target, requires_grad=True)
@@ -176,6 +185,7 @@ def test_bce_target_gradient_matches_torch_inside_the_interval():
     np.testing.assert_allclose(ours_t.grad.numpy(), theirs_t.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
+@needs_torch
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_mse_matches_torch(reduction, dtype, device):
@@ -195,6 +205,7 @@ MODULES = [
 ]
 
 
+@needs_torch
 @pytest.mark.parametrize("name, options, kind", MODULES)
 def test_loss_modules_match_torch_modules(name, options, kind, device):
     arrays = {k: np.random.uniform(0.5, 2.0, v) for k, v in options.items() if isinstance(v, tuple)}

@@ -5,8 +5,7 @@ import pytest
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
 from tinygrad_rnn.errors import DeviceError, DTypeError
-
-torch = pytest.importorskip("torch")
+from oracle import needs_torch, torch
 
 
 def test_assigning_a_plain_tensor_over_a_parameter_is_refused():
@@ -18,6 +17,7 @@ def test_assigning_a_plain_tensor_over_a_parameter_is_refused():
     assert list(layer.state_dict()) == ["weight"]
 
 
+@needs_torch
 def test_reassignment_keeps_torch_key_order():
     class Tied(nn.Module):
         def __init__(self):
@@ -36,6 +36,7 @@ def test_reassignment_keeps_torch_key_order():
     assert len(list(ours.parameters())) == len(list(reference.parameters())) == 2
 
 
+@needs_torch
 def test_shared_submodule_is_listed_under_each_name_like_torch():
     shared = nn.Linear(2, 2)
     ours = nn.Sequential(shared, nn.ReLU(), shared)
@@ -47,6 +48,7 @@ def test_shared_submodule_is_listed_under_each_name_like_torch():
     np.testing.assert_allclose(ours(tg.tensor(x)).numpy(), reference(torch.tensor(x)).detach().numpy(), rtol=1e-6)
 
 
+@needs_torch
 def test_load_state_dict_takes_named_parameters_that_require_grad():
     reference = torch.nn.Linear(3, 2)
     ours = nn.Linear(3, 2)
@@ -102,11 +104,13 @@ def test_where_names_devices():
         tg.where(tg.tensor([True, False]), s, s)
 
 
+@needs_torch
 def test_indexing_with_a_torch_tensor():
     x = tg.arange(5.0)
     assert x[torch.tensor([4, 0])].tolist() == [4.0, 0.0]
 
 
+@needs_torch
 def test_optimizer_loads_a_torch_adam_state_dict():
     reference = torch.nn.Linear(3, 2)
     t_opt = torch.optim.Adam(reference.parameters(), lr=0.01, foreach=False)

@@ -8,32 +8,32 @@ import pytest
 import tinygrad_rnn as tg
 from tinygrad_rnn.nn import rnn as R
 from tinygrad_rnn.nn.cells import GRUCell, LSTMCell, RNNCell, gru_cell, lstm_cell, rnn_relu_cell, rnn_tanh_cell
-
-torch = pytest.importorskip("torch")
+from oracle import needs_torch, torch
 
 T, B, I, H = 5, 3, 4, 3
 LENGTHS = [3, 5, 1]  # unsorted on purpose; one sequence is full length
 
-# mode -> (our class, torch class, extra constructor kwargs)
+# mode -> (our class, name of the torch.nn class, extra constructor kwargs); names, so that this
+# module imports without torch
 LAYERS = {
-    "rnn_tanh": (R.RNN, torch.nn.RNN, {}),
-    "rnn_relu": (R.RNN, torch.nn.RNN, {"nonlinearity": "relu"}),
-    "lstm": (R.LSTM, torch.nn.LSTM, {}),
-    "gru": (R.GRU, torch.nn.GRU, {}),
+    "rnn_tanh": (R.RNN, "RNN", {}),
+    "rnn_relu": (R.RNN, "RNN", {"nonlinearity": "relu"}),
+    "lstm": (R.LSTM, "LSTM", {}),
+    "gru": (R.GRU, "GRU", {}),
 }
 CELLS = {
-    "rnn_tanh": (RNNCell, torch.nn.RNNCell, {}, rnn_tanh_cell),
-    "rnn_relu": (RNNCell, torch.nn.RNNCell, {"nonlinearity": "relu"}, rnn_relu_cell),
-    "lstm": (LSTMCell, torch.nn.LSTMCell, {}, lstm_cell),
-    "gru": (GRUCell, torch.nn.GRUCell, {}, gru_cell),
+    "rnn_tanh": (RNNCell, "RNNCell", {}, rnn_tanh_cell),
+    "rnn_relu": (RNNCell, "RNNCell", {"nonlinearity": "relu"}, rnn_relu_cell),
+    "lstm": (LSTMCell, "LSTMCell", {}, lstm_cell),
+    "gru": (GRUCell, "GRUCell", {}, gru_cell),
 }
 TOL = {np.float64: 1e-10, np.float32: 1e-5}
 
 
-def twins(ours_cls, torch_cls, dtype, *args, **kwargs):
+def twins(ours_cls, torch_name, dtype, *args, **kwargs):
     """The same layer in both libraries, with torch's weights copied into ours."""
     torch.manual_seed(0)
-    theirs = torch_cls(*args, **kwargs)
+    theirs = getattr(torch.nn, torch_name)(*args, **kwargs)
     theirs = theirs.double() if dtype == np.float64 else theirs.float()
     ours = ours_cls(*args, **kwargs).to(dtype=dtype)
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
@@ -86,8 +86,8 @@ def run_torch(layer, x, hx, lengths, batch_first):
 
 
 def layer_parity(mode, num_layers, bidirectional, batch_first, with_hx, with_lengths, dtype, bias=True):
-    ours_cls, torch_cls, extra = LAYERS[mode]
-    ours, theirs = twins(ours_cls, torch_cls, dtype, I, H, num_layers, bias=bias, batch_first=batch_first,
+    ours_cls, torch_name, extra = LAYERS[mode]
+    ours, theirs = twins(ours_cls, torch_name, dtype, I, H, num_layers, bias=bias, batch_first=batch_first,
                          bidirectional=bidirectional, **extra)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(dtype)
@@ -110,6 +110,7 @@ def layer_parity(mode, num_layers, bidirectional, batch_first, with_hx, with_len
                    [p[1] for p in leaves], ours.named_parameters(), theirs.named_parameters(), tol)
 
 
+@needs_torch
 @pytest.mark.parametrize("mode", sorted(LAYERS))
 @pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (1, True), (2, False), (2, True)])
 @pytest.mark.parametrize("batch_first,with_hx,with_lengths", list(itertools.product([False, True], repeat=3)))
@@ -117,21 +118,24 @@ def test_layer_matches_torch_float64(mode, num_layers, bidirectional, batch_firs
     layer_parity(mode, num_layers, bidirectional, batch_first, with_hx, with_lengths, np.float64)
 
 
+@needs_torch
 @pytest.mark.parametrize("mode", sorted(LAYERS))
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_layer_matches_torch_float32(mode, with_lengths):
     layer_parity(mode, 2, True, True, True, with_lengths, np.float32)
 
 
+@needs_torch
 @pytest.mark.parametrize("mode", sorted(LAYERS))
 def test_layer_without_bias_matches_torch(mode):
     layer_parity(mode, 2, True, False, True, True, np.float64, bias=False)
 
 
+@needs_torch
 @pytest.mark.parametrize("mode", sorted(LAYERS))
 def test_unbatched_input_matches_torch(mode):
-    ours_cls, torch_cls, extra = LAYERS[mode]
-    ours, theirs = twins(ours_cls, torch_cls, np.float64, I, H, 2, bidirectional=True, **extra)
+    ours_cls, torch_name, extra = LAYERS[mode]
+    ours, theirs = twins(ours_cls, torch_name, np.float64, I, H, 2, bidirectional=True, **extra)
     x, x_t = pair(np.random.default_rng(0).standard_normal((T, I)))
     out, state = ours(x)
     out_t, state_t = theirs(x_t)
@@ -141,12 +145,13 @@ def test_unbatched_input_matches_torch(mode):
     check_backward([out], [out_t], [x], [x_t], ours.named_parameters(), theirs.named_parameters(), 1e-10)
 
 
+@needs_torch
 @pytest.mark.parametrize("mode", sorted(LAYERS))
 @pytest.mark.parametrize("bias", [True, False])
 def test_state_dict_keys_and_shapes_match_torch(mode, bias):
-    ours_cls, torch_cls, extra = LAYERS[mode]
+    ours_cls, torch_name, extra = LAYERS[mode]
     ours = ours_cls(I, H, 2, bias=bias, bidirectional=True, **extra)
-    theirs = torch_cls(I, H, 2, bias=bias, bidirectional=True, **extra)
+    theirs = getattr(torch.nn, torch_name)(I, H, 2, bias=bias, bidirectional=True, **extra)
     assert list(ours.state_dict()) == list(theirs.state_dict())
     assert [v.shape for v in ours.state_dict().values()] == [tuple(v.shape) for v in theirs.state_dict().values()]
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
@@ -182,12 +187,13 @@ def test_padding_values_do_not_matter():
 
 # ---- cells vs torch -----------------------------------------------------------------------
 
+@needs_torch
 @pytest.mark.parametrize("mode", sorted(CELLS))
 @pytest.mark.parametrize("batched,with_hx,bias", [(True, True, True), (True, False, True), (False, True, True),
                                                   (True, True, False)])
 def test_cell_matches_torch(mode, batched, with_hx, bias):
-    ours_cls, torch_cls, extra, _ = CELLS[mode]
-    ours, theirs = twins(ours_cls, torch_cls, np.float64, I, H, bias=bias, **extra)
+    ours_cls, torch_name, extra, _ = CELLS[mode]
+    ours, theirs = twins(ours_cls, torch_name, np.float64, I, H, bias=bias, **extra)
     rng = np.random.default_rng(0)
     lead = (B,) if batched else ()
     leaves = [pair(rng.standard_normal(lead + (I,)))]
@@ -379,6 +385,7 @@ def test_cell_on_device(device):
     assert cell.weight_hh.grad.device == device
 
 
+@needs_torch
 @pytest.mark.parametrize("name,args,kwargs", [
     ("RNN", (3, 4, 2), {"nonlinearity": "relu", "bidirectional": True}),
     ("LSTM", (3, 4, 2), {"bias": False, "batch_first": True, "dropout": 0.5}),
