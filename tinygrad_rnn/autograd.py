@@ -10,6 +10,7 @@ saved arrays, so a kept loss costs its nodes, not its activations.
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from typing import NamedTuple
 
@@ -59,12 +60,45 @@ class _GradMode:
     def __exit__(self, *exc):
         state.grad_enabled = self._previous.pop()
 
+    def _fresh(self):
+        """The same mode as a new context, for each call of a decorated function."""
+        return type(self)()
+
     def __call__(self, func):
+        if inspect.isgeneratorfunction(func):
+            return _wrap_generator(self._fresh, func)
+
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            with type(self)():
+            with self._fresh():
                 return func(*args, **kwargs)
         return wrapper
+
+
+def _wrap_generator(context, func):
+    """A decorated generator runs under the mode at every resume, not just at creation."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        generator = func(*args, **kwargs)
+        try:
+            with context():
+                response = generator.send(None)
+            while True:
+                try:
+                    request = yield response
+                except GeneratorExit:
+                    with context():
+                        generator.close()
+                    raise
+                except BaseException as error:  # thrown in: passed to the generator, under the mode
+                    with context():
+                        response = generator.throw(error)
+                else:
+                    with context():
+                        response = generator.send(request)
+        except StopIteration as finished:
+            return finished.value
+    return wrapper
 
 
 class no_grad(_GradMode):  # noqa: N801  (torch's name)
@@ -93,18 +127,17 @@ class set_grad_enabled(_GradMode):  # noqa: N801
         self._previous.append(self._before_call)
 
     def __call__(self, func):
-        state.grad_enabled = self._before_call  # used as a decorator: act only inside the call
-        mode = self.enabled
+        state.grad_enabled = self._before_call  # used as a decorator: act only inside the calls
+        return super().__call__(func)
 
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(mode):
-                return func(*args, **kwargs)
-        return wrapper
+    def _fresh(self):
+        return set_grad_enabled(self.enabled)
 
 
 class inference_mode(_GradMode):  # noqa: N801
     """no_grad for inference; `is_inference_mode_enabled()` is True inside."""
+
+    enabled, mode = False, True  # the bare decorator's instance skips __init__
 
     def __new__(cls, mode=True):
         if callable(mode):
@@ -115,6 +148,9 @@ class inference_mode(_GradMode):  # noqa: N801
         super().__init__()
         self.enabled = not bool(mode)
         self.mode = bool(mode)
+
+    def _fresh(self):
+        return inference_mode(self.mode)
 
     def __enter__(self):
         super().__enter__()
@@ -205,6 +241,7 @@ class Function:
     """
 
     differentiable = True
+    parents = ()  # set before forward when the node is recorded, so forward can save less
     saved = ()  # None once backward freed it (see _free)
     saved_versions = ()  # (version counter, value when saved, which input) per saved tensor
     hooks = None  # {handle id: fn(grad) -> grad or None}, run before this node's backward
@@ -212,7 +249,8 @@ class Function:
 
     @property
     def needs_input_grad(self):
-        """Per input, whether it requires grad (a backward may skip the gradients nobody needs)."""
+        """Per input, whether it requires grad; () in forward when no graph is recorded. Forward
+        saves only what the wanted gradients use, backward computes only those."""
         return tuple(parent is not None for parent in self.parents)
 
     def save_for_backward(self, *arrays):
@@ -342,13 +380,13 @@ class _Sweep:
                     node.saved_versions = ()
 
     def _pre_hooks(self, node, grad):
-        """Tensor hooks on a non-leaf, then its retained .grad, then what autograd.grad captures."""
+        """What autograd.grad captures (before the hooks, as torch), then the tensor hooks on a
+        non-leaf, then its retained .grad (after them)."""
+        if self.capture is not None and id(node) in self.capture:
+            self.captured[id(node)] = grad
         if node.hooks:
             grad = _run_hooks(node.hooks, grad)
-        if self.capture is not None:
-            if id(node) in self.capture:
-                self.captured[id(node)] = grad
-        elif node.retained is not None:
+        if node.retained is not None:
             tensor = node.retained()
             if tensor is not None:
                 tensor._accumulate_grad(grad, owned=False)

@@ -42,24 +42,29 @@ class Sub(Function):
 @register
 class Mul(Function):
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        # Each gradient needs the other operand: keep only what a wanted gradient uses, so that
+        # writing the other one in place later is no error (as in torch).
+        need_a, need_b = self.needs_input_grad or (False, False)
+        self.save_for_backward(a if need_b else None, b if need_a else None)
         return a * b
 
     def backward(self, g):
         a, b = self.saved
-        return g * b, g * a
+        return None if b is None else g * b, None if a is None else g * a
 
 
 @register
 class Div(Function):
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        need_a, need_b = self.needs_input_grad or (False, False)
+        self.save_for_backward(a if need_b else None, b)
         return a / b
 
     def backward(self, g):
         a, b = self.saved
+        ga = g / b if self.needs_input_grad[0] else None
         gb = -g * a / (b * b) if self.needs_input_grad[1] else None
-        return g / b, gb
+        return ga, gb
 
 
 @register
@@ -68,7 +73,8 @@ class Pow(Function):
 
     def forward(self, a, b):
         out = a ** b
-        self.save_for_backward(a, b, out)
+        need_a, need_b = self.needs_input_grad or (False, False)
+        self.save_for_backward(a, b if need_a else None, out if need_b else None)
         return out
 
     def backward(self, g):
@@ -459,11 +465,12 @@ class MatMul(Function):
         if a.dtype != b.dtype:  # torch refuses; promoting would silently turn a float32 model float64
             raise DTypeError(f"matmul: dtypes differ ({a.dtype} {tuple(a.shape)} and {b.dtype} {tuple(b.shape)}); "
                              "cast one with .to(dtype)")
-        self.save_for_backward(a, b)
+        need_a, need_b = self.needs_input_grad or (False, False)
+        self.save_for_backward(a if need_b else None, b if need_a else None)
         return a @ b
 
     def backward(self, g):
         a, b = self.saved
-        ga = g @ b.swapaxes(-1, -2) if self.needs_input_grad[0] else None
-        gb = a.swapaxes(-1, -2) @ g if self.needs_input_grad[1] else None
+        ga = None if b is None else g @ b.swapaxes(-1, -2)
+        gb = None if a is None else a.swapaxes(-1, -2) @ g
         return ga, gb

@@ -23,7 +23,6 @@ from .errors import DeviceError, DTypeError, GraphError, ShapeError, TinyGradRNN
 _state = autograd.state
 _ndarray = np.ndarray
 _new = object.__new__
-_numpy_scalars = backend.NUMPY_SCALARS
 ensure_array = backend.ensure_array
 # The seed of backward() from a scalar, made once per dtype: backwards never write into
 # their incoming gradient, so sharing a read-only array is safe.
@@ -586,6 +585,9 @@ def apply(op, *inputs, **kwargs):
         arrays.append(t.data)
     if first is not _ndarray and len(inputs) > 1:
         _check_same_device(ctx, inputs)
+    record = requires_grad and op.differentiable and _state.grad_enabled
+    if record:
+        ctx.parents = tuple(parents)
     try:
         out = ctx.forward(*arrays, **kwargs)
     except (ValueError, IndexError) as e:
@@ -597,8 +599,8 @@ def apply(op, *inputs, **kwargs):
         autograd.check_finite(out, f"forward of {ctx.name}")
     t = _new(Tensor)
     t.data, t.grad, t._vc, t._view = out if type(out) is first else ensure_array(out), None, None, None
-    if requires_grad and _state.grad_enabled and op.differentiable:  # record the node
-        ctx.parents, ctx.scope = tuple(parents), _state.scope
+    if record:
+        ctx.scope = _state.scope
         ctx.shape, ctx.dtype = out.shape, out.dtype
         if ctx.saved:
             _record_versions(ctx, inputs, t)
@@ -616,18 +618,20 @@ def _record_versions(ctx, inputs, out):
     Records are (counter, version, input index or -1 for the output, position in saved)."""
     records = []
     for position, array in enumerate(ctx.saved):
-        index, holder = _holder(array, inputs, out)
-        if holder is not None:
-            counter = holder._vc or _counter(holder)
-            records.append((counter, counter[0], index, position))
+        for index, holder in enumerate(inputs):  # noqa: B007  (the usual case: the input's own array)
+            if array is holder.data:
+                break
+        else:
+            index, holder = _holder(array, inputs, out)
+            if holder is None:
+                continue
+        counter = holder._vc or _counter(holder)
+        records.append((counter, counter[0], index, position))
     ctx.saved_versions = tuple(records)
 
 
 def _holder(array, inputs, out):
-    """(input index or -1, tensor) whose storage a saved array is; (None, None) for arrays the op made."""
-    for index, t in enumerate(inputs):
-        if array is t.data:
-            return index, t
+    """(input index or -1, tensor) whose storage a saved array views; (None, None) for arrays the op made."""
     if type(array) is not _ndarray and not backend.is_array(array):
         return None, None  # an index tuple, a Python number
     owner = _storage(array)
@@ -665,6 +669,8 @@ def _refresh_view(t):
     regenerated = base
     for op, kwargs in chain:
         regenerated = apply(op, regenerated, **kwargs)
+    if regenerated._ctx is not None:
+        _move_retained(t, regenerated._ctx)
     t._ctx, t.requires_grad = regenerated._ctx, regenerated.requires_grad
     t._view = (base, chain, t._vc[0])
 

@@ -315,45 +315,52 @@ class Module:
 
 
 class _BackwardHookGate:
-    """What makes module backward hooks see whole gradients at once: the module's tensor inputs
-    (those that require grad), and its tensor outputs, each pass through one packing node (their
-    flattened values concatenated, then viewed back). A hook on a packing node then receives the
-    gradient of every input (or output) together, and what the module hook returns replaces them."""
+    """What lets a module backward hook see whole gradients at once, as torch's does: the
+    module's tensor arguments that require grad, and its tensor outputs (the top-level ones),
+    each pass through one packing node (their flattened values concatenated, then viewed back).
+    A tensor hook on a packing node receives every input's (or output's) gradient together;
+    what the module hook returns replaces the inputs' gradients.
+
+    grad_input has one entry per positional argument (None for non-tensors, zeros for tensors
+    that do not require grad); grad_output one per top-level output (None for non-tensors)."""
 
     def __init__(self, module, hooks):
         self.module, self.hooks = module, hooks
-        self.grad_output, self.fired = None, False
-        self.inputs_require_grad = False
+        self.grad_output, self.n_inputs, self.input_positions = (), 0, None
 
     def wrap_inputs(self, args):
+        self.n_inputs = len(args)
+        self.args_template = args
         positions = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
         if not positions:
             return args
-        self.inputs_require_grad = True
-        self.input_shapes = [args[i].shape for i in positions]
-        views = self._pack([args[i] for i in positions], self._on_grad_input)
+        self.input_positions = positions
         args = list(args)
-        for i, view in zip(positions, views):
+        for i, view in zip(positions, self._pack([args[i] for i in positions], self._on_grad_input)):
             args[i] = view
         return tuple(args)
 
     def wrap_outputs(self, out):
-        flat = []
-        _flatten(out, flat)
-        positions = [i for i, t in enumerate(flat) if isinstance(t, Tensor) and t.requires_grad]
+        single = isinstance(out, Tensor)
+        items = [out] if single else list(out) if isinstance(out, (tuple, list)) else []
+        positions = [i for i, t in enumerate(items) if isinstance(t, Tensor) and t.requires_grad]
         if not positions:
             return out
-        self.output_shapes = [flat[i].shape for i in positions]
-        for i, view in zip(positions, self._pack([flat[i] for i in positions], self._on_grad_output)):
-            flat[i] = view
-        return _unflatten(out, iter(flat))
+        self.n_outputs, self.output_positions = len(items), positions
+        for i, view in zip(positions, self._pack([items[i] for i in positions], self._on_grad_output)):
+            items[i] = view
+        if single:
+            return items[0]
+        return type(out)(*items) if hasattr(out, "_fields") else type(out)(items)
 
     def _pack(self, tensors, on_grad):
         dtypes = {t.dtype for t in tensors}
         if len(dtypes) > 1:
             raise DTypeError(f"{type(self.module).__name__}: backward hooks need the module's tensors to share "
                              f"one dtype, got {sorted(map(str, dtypes))}")
+        self.shapes = getattr(self, "shapes", {})
         packed = cat([t.reshape(-1) for t in tensors])
+        self.shapes[on_grad.__name__] = [t.shape for t in tensors]
         packed.register_hook(on_grad)
         views, start = [], 0
         for t in tensors:
@@ -361,45 +368,41 @@ class _BackwardHookGate:
             start += t.numel()
         return views
 
-    def _split(self, grad, shapes):
-        pieces, start = [], 0
-        for shape in shapes:
+    def _pieces(self, grad, which, positions, length):
+        """The packed gradient cut back into one Tensor per position, None elsewhere."""
+        out, start = [None] * length, 0
+        for i, shape in zip(positions, self.shapes[which]):
             size = int(np.prod(shape))
-            pieces.append(Tensor._make(grad[start:start + size].reshape(shape)))
+            out[i] = Tensor._make(grad[start:start + size].reshape(shape))
             start += size
-        return tuple(pieces)
+        return out
 
     def _on_grad_output(self, grad):
-        self.grad_output = self._split(grad, self.output_shapes)
-        if not self.inputs_require_grad:  # no input gradient will come: torch calls with (None,)
-            self._fire((None,))
+        self.grad_output = tuple(self._pieces(grad, "_on_grad_output", self.output_positions, self.n_outputs))
+        if self.input_positions is None:  # no input gradient will come: torch calls now, with Nones
+            if self._fire((None,) * self.n_inputs) is not None:
+                raise TypeError(f"backward hook of {type(self.module).__name__}: no input requires grad, "
+                                "so the hook must return None")
 
     def _on_grad_input(self, grad):
-        replaced = self._fire(self._split(grad, self.input_shapes))
+        pieces = self._pieces(grad, "_on_grad_input", self.input_positions, self.n_inputs)
+        for i, arg in enumerate(self.args_template):
+            if pieces[i] is None and isinstance(arg, Tensor):  # a tensor without grad: zeros, as torch
+                pieces[i] = Tensor._make(backend.get_array_module(grad).zeros(arg.shape, dtype=grad.dtype))
+        replaced = self._fire(tuple(pieces))
         if replaced is None:
             return None
+        if len(replaced) != self.n_inputs:
+            raise ValueError(f"backward hook of {type(self.module).__name__} returned {len(replaced)} gradients "
+                             f"for {self.n_inputs} inputs")
         xp = backend.get_array_module(grad)
-        return xp.concatenate([(g.data if isinstance(g, Tensor) else g).reshape(-1) for g in replaced])
+        return xp.concatenate([(g.data if isinstance(g, Tensor) else g).reshape(-1).astype(grad.dtype, copy=False)
+                               for g in (replaced[i] for i in self.input_positions)])
 
     def _fire(self, grad_input):
         result = None
         for hook in list(self.hooks.values()):
-            changed = hook(self.module, grad_input, self.grad_output or ())
+            changed = hook(self.module, grad_input, self.grad_output)
             if changed is not None:
                 grad_input = result = tuple(changed)
         return result
-
-
-def _flatten(value, out):
-    if isinstance(value, (tuple, list)):
-        for v in value:
-            _flatten(v, out)
-    else:
-        out.append(value)
-
-
-def _unflatten(template, values):
-    if isinstance(template, (tuple, list)):
-        return type(template)(_unflatten(v, values) for v in template) if not hasattr(template, "_fields") \
-            else type(template)(*(_unflatten(v, values) for v in template))
-    return next(values)
