@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import threading
 from typing import NamedTuple
 
@@ -25,6 +26,11 @@ class _ThreadState(threading.local):
     inference = False
     anomaly = False
     scope = None  # "lstm/l0/t3"-style label stamped on every node made under `scope()`
+
+    def __init__(self):  # runs once in each thread that touches the state
+        # what each context manager restores on exit: per thread, so one no_grad() or scope
+        # object can be entered again, or by several threads, and each gets its own mode back
+        self.saved = []
 
 
 state = _ThreadState()
@@ -51,14 +57,14 @@ class _GradMode:
         return self
 
     def __init__(self, func=None):
-        self._previous = []
+        pass
 
     def __enter__(self):
-        self._previous.append(state.grad_enabled)
+        state.saved.append(state.grad_enabled)
         state.grad_enabled = self.enabled
 
     def __exit__(self, *exc):
-        state.grad_enabled = self._previous.pop()
+        state.grad_enabled = state.saved.pop()
 
     def _fresh(self):
         """The same mode as a new context, for each call of a decorated function."""
@@ -122,9 +128,14 @@ class set_grad_enabled(_GradMode):  # noqa: N801
         self.enabled = bool(mode)
         self._before_call = state.grad_enabled
         state.grad_enabled = self.enabled  # torch's set_grad_enabled acts when called
+        self._switched = True  # ... so the first `with` only has to remember what was before
 
     def __enter__(self):
-        self._previous.append(self._before_call)
+        if self._switched:
+            self._switched = False
+            state.saved.append(self._before_call)
+        else:
+            super().__enter__()
 
     def __call__(self, func):
         state.grad_enabled = self._before_call  # used as a decorator: act only inside the calls
@@ -154,11 +165,11 @@ class inference_mode(_GradMode):  # noqa: N801
 
     def __enter__(self):
         super().__enter__()
-        self._previous.append(state.inference)
+        state.saved.append(state.inference)
         state.inference = self.mode
 
     def __exit__(self, *exc):
-        state.inference = self._previous.pop()
+        state.inference = state.saved.pop()
         super().__exit__(*exc)
 
 
@@ -179,12 +190,13 @@ class scope:  # noqa: N801
         self.label = str(label)
 
     def __enter__(self):
-        self._previous = previous = state.scope
+        previous = state.scope
+        state.saved.append(previous)
         state.scope = self.label if previous is None else f"{previous}/{self.label}"
         return self
 
     def __exit__(self, *exc):
-        state.scope = self._previous
+        state.scope = state.saved.pop()
 
 
 def current_scope():
@@ -214,12 +226,11 @@ def check_finite(array, what):
 class RemovableHandle:
     """What register_hook returns: `handle.remove()` takes the hook out again."""
 
-    _next_id = 0
+    _ids = itertools.count()  # next() on a count is atomic: two threads never share an id
 
     def __init__(self, hooks):
         self._hooks = hooks
-        self.id = RemovableHandle._next_id
-        RemovableHandle._next_id += 1
+        self.id = next(RemovableHandle._ids)
 
     def remove(self):
         self._hooks.pop(self.id, None)
@@ -241,17 +252,14 @@ class Function:
     """
 
     differentiable = True
-    parents = ()  # set before forward when the node is recorded, so forward can save less
+    # Set before forward when the node is recorded: per input, its node / leaf tensor / None, and
+    # whether it requires grad. () in forward when no graph is recorded: forward saves only what
+    # the wanted gradients use, backward computes only those.
+    parents = needs_input_grad = ()
     saved = ()  # None once backward freed it (see _free)
     saved_versions = ()  # (version counter, value when saved, which input) per saved tensor
     hooks = None  # {handle id: fn(grad) -> grad or None}, run before this node's backward
     retained = None  # weakref to the tensor whose .grad keeps this node's incoming gradient
-
-    @property
-    def needs_input_grad(self):
-        """Per input, whether it requires grad; () in forward when no graph is recorded. Forward
-        saves only what the wanted gradients use, backward computes only those."""
-        return tuple(parent is not None for parent in self.parents)
 
     def save_for_backward(self, *arrays):
         self.saved = arrays

@@ -23,6 +23,7 @@ from .errors import DeviceError, DTypeError, GraphError, ShapeError, TinyGradRNN
 _state = autograd.state
 _ndarray = np.ndarray
 _new = object.__new__
+_NEEDS = {}
 ensure_array = backend.ensure_array
 # The seed of backward() from a scalar, made once per dtype: backwards never write into
 # their incoming gradient, so sharing a read-only array is safe.
@@ -371,13 +372,16 @@ class Tensor(CompositeOps):
         else:
             self._write(lambda data: _assign(data, index, value.data), "t[...] = v")
 
-    def _fitted_value(self, value):
+    def _fitted_value(self, value, what="t[...] = v"):
+        """A value to write into self (setitem, fill_, masked_fill_, copy_): moved nowhere, but cast
+        to self's dtype as torch does (0.7 into an int tensor is 0)."""
         value = self._lift(value)
         if value.device != self.device:
-            raise DeviceError(f"t[...] = v: value on {value.device}, tensor on {self.device}")
+            raise DeviceError(f"{what}: value on {value.device}, tensor on {self.device}")
         if value.dtype != self.dtype:
-            if not np.can_cast(value.dtype, self.dtype, "same_kind"):
-                raise DTypeError(f"t[...] = v: a {value.dtype} value cannot be written into a {self.dtype} tensor")
+            if value.requires_grad and self.dtype.kind not in "fc":
+                raise DTypeError(f"{what}: a {value.dtype} value that requires grad cannot be written into a "
+                                 f"{self.dtype} tensor")
             value = value.to(dtype=self.dtype)
         return value
 
@@ -399,9 +403,11 @@ class Tensor(CompositeOps):
     clip_ = clamp_
 
     def masked_fill_(self, mask, value):
+        value = self._fitted_value(value, "masked_fill_")
         return self._inplace(lambda s: where(mask, value, s), "masked_fill_")
 
     def fill_(self, value):
+        value = self._fitted_value(value, "fill_")
         return self._inplace(lambda s: where(True, value, s), "fill_")
 
     def zero_(self):
@@ -409,7 +415,7 @@ class Tensor(CompositeOps):
 
     def copy_(self, src):
         """Copy src's values (broadcast, cast, moved) into self; gradients flow to src."""
-        src = (src if isinstance(src, Tensor) else self._lift(src)).to(self.device, self.dtype)
+        src = self._fitted_value(src.to(self.device) if isinstance(src, Tensor) else src, "copy_")
         return self._inplace(lambda s: where(True, src, s), "copy_")
 
     __iadd__, __isub__, __imul__, __itruediv__ = add_, sub_, mul_, div_
@@ -571,23 +577,27 @@ def apply(op, *inputs, **kwargs):
     ctx = _new(op)
     first = type(inputs[0].data)
     requires_grad = False
-    arrays, parents = [], []
+    arrays, parents, needs = [], [], []
     for t in inputs:
         if t._view is not None and t._view[2] != t._vc[0]:
             _refresh_view(t)  # its base was written in place since its node was made
         if t.requires_grad:
             requires_grad = True
             parents.append(t if t._ctx is None else t._ctx)
+            needs.append(True)
         else:
             parents.append(None)
+            needs.append(False)
         if type(t.data) is not first:
             _raise_device_mix(ctx, inputs)
         arrays.append(t.data)
     if first is not _ndarray and len(inputs) > 1:
         _check_same_device(ctx, inputs)
     record = requires_grad and op.differentiable and _state.grad_enabled
-    if record:
+    if record:  # known before forward, so that forward can save only what the wanted gradients use
         ctx.parents = tuple(parents)
+        needs = tuple(needs)
+        ctx.needs_input_grad = _NEEDS.setdefault(needs, needs)  # a few distinct tuples, shared by all nodes
     try:
         out = ctx.forward(*arrays, **kwargs)
     except (ValueError, IndexError) as e:
