@@ -1,6 +1,6 @@
 """Per-op overhead of the engine: forward + backward of a tiny graph, in one run against torch.
 
-    python benchmarks/overhead.py [--repeat 7] [--number 2000]
+    python benchmarks/overhead.py [--repeat 25] [--number 500]
 
 Graph: ((a*b)+a).sum().backward() on 4x4 float32 arrays. The floor is the same forward in
 plain numpy (no graph, no backward). Also prints the backward cost per node for chains of
@@ -15,9 +15,16 @@ import numpy as np
 import tinygrad_rnn as tg
 
 
-def per_iteration_us(fn, repeat, number):
-    fn()  # warm up
-    return min(timeit.repeat(fn, repeat=repeat, number=number)) / number * 1e6
+def per_iteration_us(fns, repeat, number):
+    """{name: best microseconds per call}, the candidates timed in turn within each repeat, so that
+    a slow spell of a shared machine hits them all alike."""
+    best = {}
+    for fn in fns.values():
+        fn()  # warm up
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            best[name] = min(best.get(name, float("inf")), timeit.timeit(fn, number=number) / number * 1e6)
+    return best
 
 
 def tinygrad_step(a, b):
@@ -50,22 +57,23 @@ def chain_backward_ns_per_node(length):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--number", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=25)
+    parser.add_argument("--number", type=int, default=500)
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
     a_np, b_np = (rng.standard_normal((4, 4)).astype(np.float32) for _ in range(2))
-    results = {"numpy forward only (floor)": per_iteration_us(numpy_forward(a_np, b_np), args.repeat, args.number)}
     a, b = (tg.tensor(x, requires_grad=True) for x in (a_np, b_np))
-    results["tinygrad_rnn fwd+bwd"] = per_iteration_us(tinygrad_step(a, b), args.repeat, args.number)
+    candidates = {"numpy forward only (floor)": numpy_forward(a_np, b_np),
+                  "tinygrad_rnn fwd+bwd": tinygrad_step(a, b)}
     try:
         import torch
         torch.set_num_threads(1)
         at, bt = (torch.tensor(x, requires_grad=True) for x in (a_np, b_np))
-        results["torch fwd+bwd"] = per_iteration_us(torch_step(torch, at, bt), args.repeat, args.number)
+        candidates["torch fwd+bwd"] = torch_step(torch, at, bt)
     except ImportError:
         print("torch not installed: no torch reference in this run")
+    results = per_iteration_us(candidates, args.repeat, args.number)
 
     print("((a*b)+a).sum().backward() on 4x4 float32, microseconds per iteration (best of repeats)")
     for name, us in results.items():

@@ -3,6 +3,8 @@
 One row per case: (registry ops it covers, function, input shapes, input domain).
 `test_every_registered_op_has_a_row` fails when an op is added to ops.py without a row.
 """
+import sys
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,26 @@ def test_float32_stays_float32(covers, fn, shapes, domain):
     out.sum().backward()
     for x in inputs:
         assert x.grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("covers, fn, shapes, domain", ROWS)
+def test_ops_save_inputs_and_outputs_themselves_not_views_of_them(covers, fn, shapes, domain, monkeypatch):
+    """The version check finds a saved input or output by identity (tensor._record_versions). An op
+    that saved a view of one instead would escape it, and an in-place write would then silently
+    change its gradient: every op here saves the arrays themselves, or arrays it made."""
+    tensor_module = sys.modules["tinygrad_rnn.tensor"]
+    record = tensor_module._record_versions
+
+    def checked(ctx, inputs, out):
+        for array in ctx.saved:
+            if not isinstance(array, np.ndarray):
+                continue
+            tensors = (*inputs, out)
+            if any(array is t.data for t in tensors):
+                continue  # found by identity (views of one storage share the version counter)
+            assert not any(np.shares_memory(array, t.data) for t in tensors), \
+                f"{ctx.name} saved a view of an input or output, not the array itself"
+        return record(ctx, inputs, out)
+
+    monkeypatch.setattr(tensor_module, "_record_versions", checked)
+    fn(*_inputs(shapes, domain, "cpu")).sum().backward()

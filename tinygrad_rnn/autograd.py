@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import operator
 import threading
+import weakref
 from typing import NamedTuple
 
 from . import backend
@@ -173,9 +175,13 @@ class inference_mode(_GradMode):  # noqa: N801
         super().__exit__(*exc)
 
 
+anomaly_threads = set()  # idents of the threads with anomaly mode on: the hot path checks this first
+
+
 def set_detect_anomaly(enabled: bool):
     """Raise at the first NaN/Inf made by an op's forward or backward, naming the op (this thread)."""
     state.anomaly = bool(enabled)
+    (anomaly_threads.add if enabled else anomaly_threads.discard)(threading.get_ident())
 
 
 def is_anomaly_enabled() -> bool:
@@ -252,14 +258,19 @@ class Function:
     """
 
     differentiable = True
-    # Set before forward when the node is recorded: per input, its node / leaf tensor / None, and
-    # whether it requires grad. () in forward when no graph is recorded: forward saves only what
-    # the wanted gradients use, backward computes only those.
-    parents = needs_input_grad = ()
+    # Set before forward when the node is recorded (per input: its node, the leaf tensor, or None
+    # when it needs no gradient), so forward can save only what the wanted gradients use.
+    parents = ()
     saved = ()  # None once backward freed it (see _free)
-    saved_versions = ()  # (version counter, value when saved, which input) per saved tensor
-    hooks = None  # {handle id: fn(grad) -> grad or None}, run before this node's backward
+    saved_versions = ()  # (version counter, value when saved, input index or -1, position in saved)
+    hooks = None  # {handle id: fn(grad) -> grad or None}, run before this node's backward; a dict
+    # (perhaps empty) whenever `retained` is set, so that the sweep checks one attribute per node
     retained = None  # weakref to the tensor whose .grad keeps this node's incoming gradient
+
+    @property
+    def needs_input_grad(self):
+        """Per input, whether it requires grad; () in a forward that records no graph."""
+        return tuple(map(operator.is_not, self.parents, itertools.repeat(None)))
 
     def save_for_backward(self, *arrays):
         self.saved = arrays
@@ -282,11 +293,19 @@ class Function:
         return apply(cls, *inputs, **kwargs)
 
     def register_hook(self, fn):
-        if self.hooks is None:
-            self.hooks = {}
-        handle = RemovableHandle(self.hooks)
+        handle = RemovableHandle(self._hook_dict())
         self.hooks[handle.id] = fn
         return handle
+
+    def retain(self, tensor):
+        """Keep the gradient arriving here in tensor.grad (Tensor.retain_grad)."""
+        self._hook_dict()
+        self.retained = None if tensor is None else weakref.ref(tensor)
+
+    def _hook_dict(self):
+        if self.hooks is None:
+            self.hooks = {}
+        return self.hooks
 
     def __repr__(self):
         where = f" in {self.scope}" if getattr(self, "scope", None) else ""
@@ -322,29 +341,35 @@ def _is_node(parent):
 
 
 def _toposort(roots):
-    """Function nodes reachable from `roots`, each after every node it was computed from.
+    """(nodes, leaves): the Function nodes reachable from `roots`, each after every node it was
+    computed from, and the leaf tensors met on the way, in the order first met.
 
     Iterative depth-first search, one pass, linear in the graph's size: no recursion
-    limit on a 100k-step unroll. Leaf tensors are not in the order; they end paths.
+    limit on a 100k-step unroll.
     """
-    order, visited = [], set()
+    order, leaves, visited = [], [], set()
     append, mark = order.append, visited.add
     for root in roots:
         if id(root) in visited:
             continue
         mark(id(root))
+        if not isinstance(root, Function):
+            leaves.append(root)
+            continue
         stack = [root, iter(root.parents)]
         while stack:
             for parent in stack[-1]:
-                if parent is not None and id(parent) not in visited and isinstance(parent, Function):
+                if parent is not None and id(parent) not in visited:
                     mark(id(parent))
-                    stack.append(parent)
-                    stack.append(iter(parent.parents))
-                    break
+                    if isinstance(parent, Function):
+                        stack.append(parent)
+                        stack.append(iter(parent.parents))
+                        break
+                    leaves.append(parent)
             else:  # every parent placed: the node goes after them
                 stack.pop()
                 append(stack.pop())
-    return order
+    return order, leaves
 
 
 class _Sweep:
@@ -354,9 +379,10 @@ class _Sweep:
     written into; the first time a second gradient arrives the engine makes its own copy.
     """
 
+    __slots__ = ("grads", "owned", "retain_graph", "capture", "captured")
+
     def __init__(self, retain_graph, capture=None):
         self.grads = {}     # id(node or leaf) -> summed gradient array
-        self.targets = {}   # id(node or leaf) -> the node or leaf, in the order gradients first arrived
         self.owned = set()  # keys whose array the engine made and may add into in place
         self.retain_graph = retain_graph
         self.capture = capture  # autograd.grad: ids of nodes and leaves to return, no .grad writes
@@ -365,22 +391,31 @@ class _Sweep:
     def run(self, order):
         """Each node once, after every node that consumes it: its summed gradient through its
         hooks and its backward, the results sent on to its parents."""
-        grads, send, anomaly, retain = self.grads, self.send, state.anomaly, self.retain_graph
+        grads, send, capture = self.grads, self.send, self.capture
+        anomaly, retain = state.anomaly, self.retain_graph
         for node in reversed(order):
             grad = grads.pop(id(node), None)  # no consumer comes later in this order: done with it
             if grad is None:
                 continue
-            if node.hooks or node.retained is not None or self.capture is not None:
+            if node.hooks is not None or capture is not None:
                 grad = self._pre_hooks(node, grad)
-            if node.saved is None or node.saved_versions:
+            if node.saved is None:
                 _check_saved(node)
+            for record in node.saved_versions:  # (counter, version when saved, ...)
+                if record[0][0] != record[1]:
+                    _check_saved(node)
             input_grads = node.backward(grad)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
             for parent, parent_grad in zip(node.parents, input_grads):
-                if parent is not None and parent_grad is not None:
-                    if anomaly:
-                        check_finite(getattr(parent_grad, "values", parent_grad), f"backward of {node.name}")
+                if parent is None or parent_grad is None:
+                    continue
+                if anomaly:
+                    check_finite(getattr(parent_grad, "values", parent_grad), f"backward of {node.name}")
+                key = id(parent)
+                if key not in grads and type(parent_grad) is not SparseGrad and parent_grad.shape == parent.shape:
+                    grads[key] = parent_grad  # the usual first arrival, inlined
+                else:
                     send(parent, parent_grad)
             if not retain:  # free what backward needed: a kept graph costs its nodes, not its arrays
                 node.saved = None
@@ -394,7 +429,7 @@ class _Sweep:
             self.captured[id(node)] = grad
         if node.hooks:
             grad = _run_hooks(node.hooks, grad)
-        if node.retained is not None:
+        if node.retained is not None:  # (retain_grad makes node.hooks a dict too, so this is reached)
             tensor = node.retained()
             if tensor is not None:
                 tensor._accumulate_grad(grad, owned=False)
@@ -413,7 +448,6 @@ class _Sweep:
                 grad = grad.dense()
                 self.owned.add(key)
             self.grads[key] = grad
-            self.targets[key] = target
         elif key in self.owned:
             if sparse:
                 grad.add_into(previous)
@@ -423,18 +457,22 @@ class _Sweep:
             self.grads[key] = grad.add_into(previous.copy()) if sparse else backend.ensure_array(previous + grad)
             self.owned.add(key)
 
-    def finish(self):
-        """What is left after the sweep are the leaves: each summed gradient through the leaf's
-        hooks, then into .grad (or captured), once."""
-        for key, grad in self.grads.items():
-            leaf, owned = self.targets[key], key in self.owned
+    def finish(self, leaves):
+        """Each leaf's summed gradient through the leaf's hooks, then into .grad (or captured), once."""
+        grads, owned_keys, capture = self.grads, self.owned, self.capture
+        for leaf in leaves:
+            key = id(leaf)
+            grad = grads.get(key)
+            if grad is None:
+                continue
+            owned = key in owned_keys
             hooks = leaf.__dict__.get("_hooks")
             if hooks:
                 hooked = _run_hooks(hooks, grad)
                 grad, owned = hooked, owned and hooked is grad
-            if self.capture is None:
+            if capture is None:
                 leaf._accumulate_grad(grad, owned)
-            elif key in self.capture:
+            elif key in capture:
                 self.captured[key] = grad
 
 
@@ -483,8 +521,9 @@ def run_backward(tensors, grads, retain_graph=False, capture=None):
         targets = _targets(tensors)
         for target, grad in zip(targets, grads):
             sweep.send(target, grad)
-        sweep.run(_toposort([t for t in targets if isinstance(t, Function)]))
-        sweep.finish()
+        order, leaves = _toposort(targets)
+        sweep.run(order)
+        sweep.finish(leaves)
     finally:
         state.grad_enabled = previous
     if capture is not None:

@@ -44,8 +44,8 @@ class Mul(Function):
     def forward(self, a, b):
         # Each gradient needs the other operand: keep only what a wanted gradient uses, so that
         # writing the other one in place later is no error (as in torch).
-        need_a, need_b = self.needs_input_grad or (False, False)
-        self.save_for_backward(a if need_b else None, b if need_a else None)
+        grad_a, grad_b = self.parents or (None, None)  # parents[i] is None: input i needs no gradient
+        self.save_for_backward(a if grad_b is not None else None, b if grad_a is not None else None)
         return a * b
 
     def backward(self, g):
@@ -56,8 +56,7 @@ class Mul(Function):
 @register
 class Div(Function):
     def forward(self, a, b):
-        need_a, need_b = self.needs_input_grad or (False, False)
-        self.save_for_backward(a if need_b else None, b)
+        self.save_for_backward(a if self.parents and self.parents[1] is not None else None, b)
         return a / b
 
     def backward(self, g):
@@ -73,8 +72,8 @@ class Pow(Function):
 
     def forward(self, a, b):
         out = a ** b
-        need_a, need_b = self.needs_input_grad or (False, False)
-        self.save_for_backward(a, b if need_a else None, out if need_b else None)
+        grad_a, grad_b = self.parents or (None, None)
+        self.save_for_backward(a, b if grad_a is not None else None, out if grad_b is not None else None)
         return out
 
     def backward(self, g):
@@ -311,17 +310,18 @@ class _Extreme(Function):
         if a.size == 0:
             raise ShapeError(f"{self.name}: reduction over an empty tensor of shape {a.shape}")
         out = getattr(a, self.reduce)(axis=axis, keepdims=True)
-        self.save_for_backward(a, out)
         self.axis = axis
-        return out if keepdims else out.reshape(
-            tuple(n for i, n in enumerate(a.shape) if axis is not None and i not in axis))
+        if not keepdims:
+            out = out.reshape(tuple(n for i, n in enumerate(a.shape) if axis is not None and i not in axis))
+        self.save_for_backward(a, out)  # the output itself, not a view of it: the engine tracks its version
+        return out
 
     def backward(self, g):
         a, out = self.saved
-        hit = a == out
+        shape = _keepdims_shape(a.shape, self.axis)
+        hit = a == out.reshape(shape)
         count = hit.sum(axis=self.axis, keepdims=True)
-        g = g.reshape(out.shape)
-        return g * hit / count.astype(g.dtype)
+        return g.reshape(shape) * hit / count.astype(g.dtype)
 
 
 @register
@@ -465,8 +465,8 @@ class MatMul(Function):
         if a.dtype != b.dtype:  # torch refuses; promoting would silently turn a float32 model float64
             raise DTypeError(f"matmul: dtypes differ ({a.dtype} {tuple(a.shape)} and {b.dtype} {tuple(b.shape)}); "
                              "cast one with .to(dtype)")
-        need_a, need_b = self.needs_input_grad or (False, False)
-        self.save_for_backward(a if need_b else None, b if need_a else None)
+        grad_a, grad_b = self.parents or (None, None)
+        self.save_for_backward(a if grad_b is not None else None, b if grad_a is not None else None)
         return a @ b
 
     def backward(self, g):

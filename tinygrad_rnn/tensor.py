@@ -10,7 +10,6 @@ saved, and backward refuses to use one that changed since.
 """
 from __future__ import annotations
 
-import weakref
 from numbers import Number
 
 import numpy as np
@@ -23,7 +22,8 @@ from .errors import DeviceError, DTypeError, GraphError, ShapeError, TinyGradRNN
 _state = autograd.state
 _ndarray = np.ndarray
 _new = object.__new__
-_NEEDS = {}
+_SHAPES = {}  # the output shapes nodes record, interned: a kept graph of an unroll repeats a few shapes
+_anomaly_threads = autograd.anomaly_threads  # empty unless some thread turned anomaly mode on
 ensure_array = backend.ensure_array
 # The seed of backward() from a scalar, made once per dtype: backwards never write into
 # their incoming gradient, so sharing a read-only array is safe.
@@ -55,7 +55,8 @@ class Tensor(CompositeOps):
     @classmethod
     def _make(cls, data, requires_grad=False, ctx=None):
         t = _new(cls)
-        t.data, t.requires_grad, t._ctx = ensure_array(data), requires_grad, ctx
+        t.data = data if type(data) is _ndarray else ensure_array(data)
+        t.requires_grad, t._ctx = requires_grad, ctx
         t.grad = t._vc = t._view = None
         return t
 
@@ -189,7 +190,7 @@ class Tensor(CompositeOps):
         if not self.requires_grad:
             raise GraphError(f"retain_grad() on a tensor of shape {self.shape} that does not require grad")
         if self._ctx is not None:
-            self._ctx.retained = weakref.ref(self)
+            self._ctx.retain(self)
         return self
 
     @property
@@ -577,17 +578,15 @@ def apply(op, *inputs, **kwargs):
     ctx = _new(op)
     first = type(inputs[0].data)
     requires_grad = False
-    arrays, parents, needs = [], [], []
+    arrays, parents = [], []
     for t in inputs:
         if t._view is not None and t._view[2] != t._vc[0]:
             _refresh_view(t)  # its base was written in place since its node was made
         if t.requires_grad:
             requires_grad = True
             parents.append(t if t._ctx is None else t._ctx)
-            needs.append(True)
         else:
             parents.append(None)
-            needs.append(False)
         if type(t.data) is not first:
             _raise_device_mix(ctx, inputs)
         arrays.append(t.data)
@@ -596,8 +595,6 @@ def apply(op, *inputs, **kwargs):
     record = requires_grad and op.differentiable and _state.grad_enabled
     if record:  # known before forward, so that forward can save only what the wanted gradients use
         ctx.parents = tuple(parents)
-        needs = tuple(needs)
-        ctx.needs_input_grad = _NEEDS.setdefault(needs, needs)  # a few distinct tuples, shared by all nodes
     try:
         out = ctx.forward(*arrays, **kwargs)
     except (ValueError, IndexError) as e:
@@ -605,13 +602,14 @@ def apply(op, *inputs, **kwargs):
             raise
         shapes = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in inputs)
         raise ShapeError(f"{ctx.name}: cannot combine inputs of shapes {shapes}: {e}") from None
-    if _state.anomaly:
+    if _anomaly_threads and _state.anomaly:
         autograd.check_finite(out, f"forward of {ctx.name}")
     t = _new(Tensor)
     t.data, t.grad, t._vc, t._view = out if type(out) is first else ensure_array(out), None, None, None
     if record:
         ctx.scope = _state.scope
-        ctx.shape, ctx.dtype = out.shape, out.dtype
+        shape = out.shape  # a new tuple each time numpy is asked: nodes keep one per distinct shape
+        ctx.shape, ctx.dtype = _SHAPES.get(shape) or _intern_shape(shape), out.dtype
         if ctx.saved:
             _record_versions(ctx, inputs, t)
         t.requires_grad, t._ctx = True, ctx
@@ -622,33 +620,35 @@ def apply(op, *inputs, **kwargs):
     return t
 
 
+def _intern_shape(shape):
+    if len(_SHAPES) < 4096:  # a program whose shapes never repeat gains nothing from keeping them
+        _SHAPES[shape] = shape
+    return shape
+
+
 def _record_versions(ctx, inputs, out):
-    """For each saved array that is (a view of) an input's or the output's storage, that tensor's
-    version now: backward compares, so a later in-place write is an error, not a wrong gradient.
-    Records are (counter, version, input index or -1 for the output, position in saved)."""
-    records = []
-    for position, array in enumerate(ctx.saved):
-        for index, holder in enumerate(inputs):  # noqa: B007  (the usual case: the input's own array)
+    """For each saved array that is an input's or the output's own array, that tensor's version
+    now: backward compares, so a later in-place write is an error, not a wrong gradient.
+    Ops save inputs, the output, or arrays they made (tests/test_gradcheck.py checks that no op
+    saves a view of an input or output instead), so identity finds them. Records are
+    (counter, version, input index or -1 for the output, position in saved)."""
+    records, position = (), -1
+    for array in ctx.saved:
+        position += 1
+        index = 0
+        for holder in inputs:
             if array is holder.data:
                 break
+            index += 1
         else:
-            index, holder = _holder(array, inputs, out)
-            if holder is None:
-                continue
-        counter = holder._vc or _counter(holder)
-        records.append((counter, counter[0], index, position))
-    ctx.saved_versions = tuple(records)
-
-
-def _holder(array, inputs, out):
-    """(input index or -1, tensor) whose storage a saved array views; (None, None) for arrays the op made."""
-    if type(array) is not _ndarray and not backend.is_array(array):
-        return None, None  # an index tuple, a Python number
-    owner = _storage(array)
-    for index, t in enumerate(inputs):
-        if _storage(t.data) is owner:
-            return index, t
-    return (-1, out) if _storage(out.data) is owner else (None, None)
+            if array is not out.data:
+                continue  # made in forward (a mask), or None: nobody else can write it
+            holder, index = out, -1
+        counter = holder._vc
+        if counter is None:
+            counter = holder._vc = [0]
+        records += ((counter, counter[0], index, position),)
+    ctx.saved_versions = records
 
 
 def _storage(array):
@@ -700,7 +700,8 @@ def _move_retained(t, node):
     """retain_grad() follows the tensor to the node of its new value, as in torch."""
     old = t._ctx
     if old is not None and old.retained is not None and old.retained() is t:
-        node.retained, old.retained = old.retained, None
+        node.retain(t)
+        old.retain(None)
 
 
 def _assign(data, index, value):
