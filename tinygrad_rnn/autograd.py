@@ -29,10 +29,22 @@ class _ThreadState(threading.local):
     anomaly = False
     scope = None  # "lstm/l0/t3"-style label stamped on every node made under `scope()`
 
-    def __init__(self):  # runs once in each thread that touches the state
-        # what each context manager restores on exit: per thread, so one no_grad() or scope
-        # object can be entered again, or by several threads, and each gets its own mode back
-        self.saved = []
+
+class _Restoring:
+    """Base of the context managers: what an exit restores is kept per object and per thread, so
+    one object can be entered again (nested, or by several threads), and managers left in any
+    order (generators, tasks) each restore their own value."""
+
+    def _push(self, value):
+        self.__dict__.setdefault("_entered", {}).setdefault(threading.get_ident(), []).append(value)
+
+    def _pop(self):
+        stacks = self._entered
+        ident = threading.get_ident()
+        value = stacks[ident].pop()
+        if not stacks[ident]:
+            del stacks[ident]
+        return value
 
 
 state = _ThreadState()
@@ -46,7 +58,7 @@ def is_inference_mode_enabled() -> bool:
     return state.inference
 
 
-class _GradMode:
+class _GradMode(_Restoring):
     """Context manager and decorator (`@no_grad`, `@no_grad()`, `with no_grad():`) setting grad
     mode for this thread only; entering again (recursion, generators) is fine."""
 
@@ -62,11 +74,11 @@ class _GradMode:
         pass
 
     def __enter__(self):
-        state.saved.append(state.grad_enabled)
+        self._push(state.grad_enabled)
         state.grad_enabled = self.enabled
 
     def __exit__(self, *exc):
-        state.grad_enabled = state.saved.pop()
+        state.grad_enabled = self._pop()
 
     def _fresh(self):
         """The same mode as a new context, for each call of a decorated function."""
@@ -135,7 +147,7 @@ class set_grad_enabled(_GradMode):  # noqa: N801
     def __enter__(self):
         if self._switched:
             self._switched = False
-            state.saved.append(self._before_call)
+            self._push(self._before_call)
         else:
             super().__enter__()
 
@@ -166,13 +178,11 @@ class inference_mode(_GradMode):  # noqa: N801
         return inference_mode(self.mode)
 
     def __enter__(self):
-        super().__enter__()
-        state.saved.append(state.inference)
-        state.inference = self.mode
+        self._push((state.grad_enabled, state.inference))
+        state.grad_enabled, state.inference = self.enabled, self.mode
 
     def __exit__(self, *exc):
-        state.inference = state.saved.pop()
-        super().__exit__(*exc)
+        state.grad_enabled, state.inference = self._pop()
 
 
 anomaly_threads = set()  # idents of the threads with anomaly mode on: the hot path checks this first
@@ -188,7 +198,7 @@ def is_anomaly_enabled() -> bool:
     return state.anomaly
 
 
-class scope:  # noqa: N801
+class scope(_Restoring):  # noqa: N801
     """`with scope("encoder"):` labels every graph node made inside; nested scopes join with '/'.
     The label is per thread: two threads never see each other's."""
 
@@ -197,12 +207,12 @@ class scope:  # noqa: N801
 
     def __enter__(self):
         previous = state.scope
-        state.saved.append(previous)
+        self._push(previous)
         state.scope = self.label if previous is None else f"{previous}/{self.label}"
         return self
 
     def __exit__(self, *exc):
-        state.scope = state.saved.pop()
+        state.scope = self._pop()
 
 
 def current_scope():
@@ -214,6 +224,9 @@ def sum_to(grad, shape):
     if grad.shape == shape:
         return grad
     lead = grad.ndim - len(shape)
+    if lead < 0 or any(n != 1 and n != g for n, g in zip(shape, grad.shape[lead:])):
+        raise GraphError(f"a gradient of shape {tuple(grad.shape)} cannot be summed down to shape {tuple(shape)}: "
+                         "a backward or a hook returned a gradient of the wrong shape")
     axes = tuple(range(lead)) + tuple(
         i + lead for i, n in enumerate(shape) if n == 1 and grad.shape[i + lead] != 1)
     if axes:
@@ -258,8 +271,8 @@ class Function:
     """
 
     differentiable = True
-    # Set before forward when the node is recorded (per input: its node, the leaf tensor, or None
-    # when it needs no gradient), so forward can save only what the wanted gradients use.
+    # Set before forward (per input: its node, the leaf tensor, or None when it needs no gradient,
+    # all None when no graph is recorded), so forward can save only what the wanted gradients use.
     parents = ()
     saved = ()  # None once backward freed it (see _free)
     saved_versions = ()  # (version counter, value when saved, input index or -1, position in saved)
@@ -269,7 +282,7 @@ class Function:
 
     @property
     def needs_input_grad(self):
-        """Per input, whether it requires grad; () in a forward that records no graph."""
+        """Per input, whether it requires grad (all False in a forward that records no graph)."""
         return tuple(map(operator.is_not, self.parents, itertools.repeat(None)))
 
     def save_for_backward(self, *arrays):
@@ -379,7 +392,7 @@ class _Sweep:
     written into; the first time a second gradient arrives the engine makes its own copy.
     """
 
-    __slots__ = ("grads", "owned", "retain_graph", "capture", "captured")
+    __slots__ = ("grads", "owned", "retain_graph", "capture", "captured", "needed", "executed")
 
     def __init__(self, retain_graph, capture=None):
         self.grads = {}     # id(node or leaf) -> summed gradient array
@@ -387,18 +400,33 @@ class _Sweep:
         self.retain_graph = retain_graph
         self.capture = capture  # autograd.grad: ids of nodes and leaves to return, no .grad writes
         self.captured = {}
+        self.needed = self.executed = None  # with capture: the nodes on a path to it, and those to run
+
+    def prune(self, order):
+        """autograd.grad runs only what leads to the captured tensors, as torch does: other parts
+        of the graph keep their saved arrays, and their hooks do not fire."""
+        needed, executed = set(self.capture), set()
+        for node in order:  # parents first
+            if any(parent is not None and id(parent) in needed for parent in node.parents):
+                executed.add(id(node))
+                needed.add(id(node))
+        self.needed, self.executed = needed, executed
 
     def run(self, order):
         """Each node once, after every node that consumes it: its summed gradient through its
         hooks and its backward, the results sent on to its parents."""
         grads, send, capture = self.grads, self.send, self.capture
-        anomaly, retain = state.anomaly, self.retain_graph
+        anomaly, retain, needed = state.anomaly, self.retain_graph, self.needed
         for node in reversed(order):
             grad = grads.pop(id(node), None)  # no consumer comes later in this order: done with it
             if grad is None:
                 continue
+            if needed is not None and id(node) not in needed:
+                continue
             if node.hooks is not None or capture is not None:
                 grad = self._pre_hooks(node, grad)
+                if needed is not None and id(node) not in self.executed:
+                    continue  # captured, and nothing below it is wanted
             if node.saved is None:
                 _check_saved(node)
             for record in node.saved_versions:  # (counter, version when saved, ...)
@@ -465,14 +493,16 @@ class _Sweep:
             grad = grads.get(key)
             if grad is None:
                 continue
+            if capture is not None and key not in capture:
+                continue  # autograd.grad: other leaves are left alone (their hooks do not fire)
             owned = key in owned_keys
-            hooks = leaf.__dict__.get("_hooks")
+            hooks = leaf._hooks
             if hooks:
                 hooked = _run_hooks(hooks, grad)
                 grad, owned = hooked, owned and hooked is grad
             if capture is None:
                 leaf._accumulate_grad(grad, owned)
-            elif key in capture:
+            else:
                 self.captured[key] = grad
 
 
@@ -480,6 +510,10 @@ def _run_hooks(hooks, grad):
     for fn in list(hooks.values()):
         replaced = fn(grad)
         if replaced is not None:
+            if replaced.shape != grad.shape or replaced.dtype != grad.dtype:
+                raise GraphError(f"hook {getattr(fn, '__name__', fn)!r} returned a gradient of shape "
+                                 f"{tuple(replaced.shape)} ({replaced.dtype}) for one of shape "
+                                 f"{tuple(grad.shape)} ({grad.dtype}): a hook may change values only")
             grad = replaced
     return grad
 
@@ -506,7 +540,7 @@ def _where(node):
 
 def _targets(tensors):
     """Tensor -> what the engine sends its gradient to: its node, or itself for a leaf."""
-    return [t._ctx if t._ctx is not None else t for t in tensors]
+    return [t._grad_target() for t in tensors]
 
 
 def run_backward(tensors, grads, retain_graph=False, capture=None):
@@ -514,20 +548,22 @@ def run_backward(tensors, grads, retain_graph=False, capture=None):
 
     capture: a list of tensors whose gradients to return (autograd.grad) instead of writing .grad.
     """
+    targets = _targets(tensors)
     sweep = _Sweep(retain_graph, None if capture is None else {id(k) for k in _targets(capture)})
     previous = state.grad_enabled
     state.grad_enabled = False  # backward builds no graph (in this thread only)
     try:
-        targets = _targets(tensors)
         for target, grad in zip(targets, grads):
             sweep.send(target, grad)
         order, leaves = _toposort(targets)
+        if capture is not None:
+            sweep.prune(order)
         sweep.run(order)
         sweep.finish(leaves)
     finally:
         state.grad_enabled = previous
     if capture is not None:
-        return [sweep.captured.get(id(k)) for k in _targets(capture)]
+        return [sweep.captured.get(id(k)) for k in _targets(capture)]  # (views fresh already: no new nodes)
     return None
 
 

@@ -122,7 +122,9 @@ class CompositeOps:
     def gather(self, dim, index):
         """torch.gather: out[i][j] = self[i][index[i][j]] along `dim`."""
         data = getattr(index, "data", None)  # a Tensor's array; lists, numpy and torch go through the host
-        index = data if backend.is_array(data) else backend.asarray(backend.host_array(index), device=self.device)
+        # a copy, kept by the graph: a later write to the caller's index must not move the gradient
+        index = data.copy() if backend.is_array(data) else backend.asarray(backend.host_array(index),
+                                                                            device=self.device, copy=True)
         check_index_array(index, "gather")
         if index.ndim != self.ndim:
             raise ShapeError(f"gather: index of shape {tuple(index.shape)} must have as many dims as "

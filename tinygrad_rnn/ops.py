@@ -44,7 +44,7 @@ class Mul(Function):
     def forward(self, a, b):
         # Each gradient needs the other operand: keep only what a wanted gradient uses, so that
         # writing the other one in place later is no error (as in torch).
-        grad_a, grad_b = self.parents or (None, None)  # parents[i] is None: input i needs no gradient
+        grad_a, grad_b = self.parents  # parents[i] is None: input i needs no gradient
         self.save_for_backward(a if grad_b is not None else None, b if grad_a is not None else None)
         return a * b
 
@@ -56,7 +56,7 @@ class Mul(Function):
 @register
 class Div(Function):
     def forward(self, a, b):
-        self.save_for_backward(a if self.parents and self.parents[1] is not None else None, b)
+        self.save_for_backward(a if self.parents[1] is not None else None, b)
         return a / b
 
     def backward(self, g):
@@ -72,7 +72,7 @@ class Pow(Function):
 
     def forward(self, a, b):
         out = a ** b
-        grad_a, grad_b = self.parents or (None, None)
+        grad_a, grad_b = self.parents
         self.save_for_backward(a, b if grad_a is not None else None, out if grad_b is not None else None)
         return out
 
@@ -414,17 +414,19 @@ class CopySlices(Function):
     the base's own array is written and returned: the Tensor side then re-points the base."""
 
     def forward(self, base, value, chain, inplace=False):
-        self.chain = chain
+        self.save_for_backward(chain)  # index arrays can be large: freed with the graph
         out = base if inplace else base.copy()
         write_region(chain, out, value)
         return out
 
     def backward(self, g):
+        (chain,) = self.saved
+        need_base, need_value = self.needs_input_grad
         g_base = None
-        if self.needs_input_grad[0]:
+        if need_base:
             g_base = g.copy()
-            write_region(self.chain, g_base, 0)
-        return g_base, replay(self.chain, g) if self.needs_input_grad[1] else None
+            write_region(chain, g_base, 0)
+        return g_base, replay(chain, g) if need_value else None
 
 
 def check_index_array(array, op="getitem"):
@@ -465,7 +467,7 @@ class MatMul(Function):
         if a.dtype != b.dtype:  # torch refuses; promoting would silently turn a float32 model float64
             raise DTypeError(f"matmul: dtypes differ ({a.dtype} {tuple(a.shape)} and {b.dtype} {tuple(b.shape)}); "
                              "cast one with .to(dtype)")
-        grad_a, grad_b = self.parents or (None, None)
+        grad_a, grad_b = self.parents
         self.save_for_backward(a if grad_b is not None else None, b if grad_a is not None else None)
         return a @ b
 

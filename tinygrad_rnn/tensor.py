@@ -10,6 +10,7 @@ saved, and backward refuses to use one that changed since.
 """
 from __future__ import annotations
 
+import threading
 from numbers import Number
 
 import numpy as np
@@ -22,6 +23,8 @@ from .errors import DeviceError, DTypeError, GraphError, ShapeError, TinyGradRNN
 _state = autograd.state
 _ndarray = np.ndarray
 _new = object.__new__
+_NO_PARENTS = [(None,) * n for n in range(8)]
+_grad_lock = threading.Lock()
 _SHAPES = {}  # the output shapes nodes record, interned: a kept graph of an unroll repeats a few shapes
 _anomaly_threads = autograd.anomaly_threads  # empty unless some thread turned anomaly mode on
 ensure_array = backend.ensure_array
@@ -37,6 +40,7 @@ class Tensor(CompositeOps):
     # _view: (base tensor, chain of view ops from it, base version when this node was made) or None
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "_vc", "_view", "__dict__", "__weakref__")
     name = None  # an optional label for graph rendering
+    _hooks = None  # a leaf's {handle id: hook}, run on its summed gradient before .grad
     __array_priority__ = 1000  # numpy scalars on the left defer to our __radd__ etc.
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -94,11 +98,23 @@ class Tensor(CompositeOps):
 
     @property
     def is_leaf(self):
-        return self._ctx is None
+        return self._fresh()._ctx is None
 
     @property
     def grad_fn(self):
-        return self._ctx
+        return self._fresh()._ctx
+
+    def _fresh(self):
+        """self, with its node made again if it is a view whose base was written since (apply does
+        this for its inputs; every other way in to the graph goes through here)."""
+        if self._view is not None and self._view[2] != self._vc[0]:
+            _refresh_view(self)
+        return self
+
+    def _grad_target(self):
+        """What the engine sends this tensor's gradient to: its node, or itself as a leaf."""
+        ctx = self._fresh()._ctx
+        return self if ctx is None else ctx
 
     @property
     def _version(self):
@@ -187,7 +203,7 @@ class Tensor(CompositeOps):
 
     def retain_grad(self):
         """Keep this non-leaf tensor's gradient in `.grad` after backward (leaves always do)."""
-        if not self.requires_grad:
+        if not self._fresh().requires_grad:
             raise GraphError(f"retain_grad() on a tensor of shape {self.shape} that does not require grad")
         if self._ctx is not None:
             self._ctx.retain(self)
@@ -199,15 +215,18 @@ class Tensor(CompositeOps):
         return ctx is not None and ctx.retained is not None and ctx.retained() is self
 
     def register_hook(self, hook):
-        """hook(grad: array) -> array or None, called with this tensor's gradient during backward;
-        what it returns replaces the gradient. Returns a handle whose remove() unregisters it."""
-        if not self.requires_grad:
+        """hook(grad: Tensor) -> Tensor or None, called with this tensor's gradient during backward;
+        what it returns (same shape and dtype) replaces the gradient. Returns a handle whose
+        remove() unregisters it."""
+        if not self._fresh().requires_grad:
             raise GraphError(f"register_hook on a tensor of shape {self.shape} that does not require grad")
+        on_arrays = _array_hook(hook)
         if self._ctx is not None:
-            return self._ctx.register_hook(hook)
-        hooks = self.__dict__.setdefault("_hooks", {})
-        handle = autograd.RemovableHandle(hooks)
-        hooks[handle.id] = hook
+            return self._ctx.register_hook(on_arrays)
+        if self._hooks is None:
+            self._hooks = {}
+        handle = autograd.RemovableHandle(self._hooks)
+        self._hooks[handle.id] = on_arrays
         return handle
 
     def zero_grad(self):
@@ -220,7 +239,7 @@ class Tensor(CompositeOps):
 
     def _seed(self, gradient=None):
         """The gradient array backward starts from: ones for a one-element tensor, else `gradient`."""
-        if not self.requires_grad:
+        if not self._fresh().requires_grad:
             raise GraphError(f"backward() on a tensor of shape {self.shape} that does not require grad "
                              "(no input had requires_grad=True, or it was made under no_grad())")
         data = self.data
@@ -238,14 +257,16 @@ class Tensor(CompositeOps):
         return seed.astype(self.dtype, copy=False)
 
     def _accumulate_grad(self, grad, owned=False):
-        """Add a gradient array into .grad (the engine calls this for leaves and retained grads)."""
+        """Add a gradient array into .grad (the engine calls this for leaves and retained grads).
+        Under a lock: two threads' backwards into one shared parameter must both count."""
         if grad.dtype != self.data.dtype:
             grad, owned = grad.astype(self.data.dtype), True
-        if self.grad is None:
-            # Unless the engine made it, a copy: an op's backward may hand one array to several inputs.
-            self.grad = Tensor._make(grad if owned else grad.copy())
-        else:
-            self.grad.data = ensure_array(self.grad.data + grad)
+        with _grad_lock:
+            if self.grad is None:
+                # Unless the engine made it, a copy: an op's backward may hand one array to several inputs.
+                self.grad = Tensor._make(grad if owned else grad.copy())
+            else:
+                self.grad.data = ensure_array(self.grad.data + grad)
 
     def _bump_version(self):
         """Record an in-place write to the storage (optimisers call this after updating .data)."""
@@ -315,6 +336,7 @@ class Tensor(CompositeOps):
         """self's storage = compute(self); the graph then continues from the new value's node."""
         view = self._view
         owner = self if view is None else view[0]
+        _check_view_write(self, what)
         if _state.grad_enabled and owner.requires_grad and owner._ctx is None:
             of = "a view of a leaf" if view is not None else "a leaf"
             raise GraphError(f"{what}: {of} tensor of shape {owner.shape} that requires grad cannot be changed "
@@ -363,6 +385,7 @@ class Tensor(CompositeOps):
     def __setitem__(self, index, value):
         index = _normalize_index(index, self)
         value = self._fitted_value(value)
+        _check_view_write(self, "t[...] = v", value)
         view = self._view
         base, chain = (self, ()) if view is None else view[:2]
         if _state.grad_enabled and (base.requires_grad or value.requires_grad):
@@ -593,13 +616,13 @@ def apply(op, *inputs, **kwargs):
     if first is not _ndarray and len(inputs) > 1:
         _check_same_device(ctx, inputs)
     record = requires_grad and op.differentiable and _state.grad_enabled
-    if record:  # known before forward, so that forward can save only what the wanted gradients use
-        ctx.parents = tuple(parents)
+    # known before forward, so that forward can save only what the wanted gradients use
+    ctx.parents = tuple(parents) if record else _NO_PARENTS[len(inputs)] if len(inputs) < 8 else (None,) * len(inputs)
     try:
         out = ctx.forward(*arrays, **kwargs)
     except (ValueError, IndexError) as e:
-        if isinstance(e, TinyGradRNNError):
-            raise
+        if isinstance(e, TinyGradRNNError) or op.__module__ != F.__name__:
+            raise  # the package's own message, or a user Function's error as it is
         shapes = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in inputs)
         raise ShapeError(f"{ctx.name}: cannot combine inputs of shapes {shapes}: {e}") from None
     if _anomaly_threads and _state.anomaly:
@@ -667,7 +690,7 @@ def _share_storage(t, inputs, op, kwargs):
             t._vc = _counter(source)
             if op is not F.CopySlices:  # that one writes its input: the base itself, not a view
                 base, chain = (source, ()) if source._view is None else source._view[:2]
-                t._view = (base, chain + ((op, kwargs),), t._vc[0])
+                t._view = (base, chain + ((op, kwargs),), t._vc[0], _state.grad_enabled)
             return
 
 
@@ -675,14 +698,14 @@ def _refresh_view(t):
     """A view whose base was written in place: its node is made again from the base's current one."""
     if not _state.grad_enabled:
         return
-    base, chain, _ = t._view
+    base, chain, _, made_with_grad = t._view
     regenerated = base
     for op, kwargs in chain:
         regenerated = apply(op, regenerated, **kwargs)
     if regenerated._ctx is not None:
         _move_retained(t, regenerated._ctx)
     t._ctx, t.requires_grad = regenerated._ctx, regenerated.requires_grad
-    t._view = (base, chain, t._vc[0])
+    t._view = (base, chain, t._vc[0], made_with_grad)
 
 
 def _counter(t):
@@ -693,7 +716,40 @@ def _counter(t):
 
 
 def _saves_storage_of(node, t):
-    return t._vc is not None and any(record[0] is t._vc for record in node.saved_versions)
+    """Whether a node made from t (by an in-place op's out-of-place value: a few nodes down to
+    t's own) saved t's storage, which the in-place write is about to overwrite."""
+    if t._vc is None:
+        return False
+    stack, stop = [node], t._ctx
+    while stack:
+        node = stack.pop()
+        if any(record[0] is t._vc for record in node.saved_versions):
+            return True
+        stack.extend(p for p in node.parents if isinstance(p, autograd.Function) and p is not stop)
+    return False
+
+
+def _check_view_write(t, what, value=None):
+    """As torch: a view made under no_grad cannot be written in place where the write would enter
+    a graph, since the view's own history was never recorded."""
+    view = t._view
+    if view is None or view[3] or not _state.grad_enabled:
+        return
+    if view[0].requires_grad or (value is not None and value.requires_grad) or t.requires_grad:
+        raise GraphError(f"{what}: this view of shape {t.shape} was made under no_grad() and is written in place "
+                         "with grad enabled; its base's graph cannot follow. Take the view with grad enabled, "
+                         "or write under no_grad()")
+
+
+def _array_hook(hook):
+    """A user's tensor hook (Tensor in, Tensor or None out) as the engine's array hook."""
+    def on_arrays(grad):
+        result = hook(Tensor._make(grad))
+        if result is None:
+            return None
+        return result.data if isinstance(result, Tensor) else backend.asarray(result, device=backend.device_of(grad))
+    on_arrays.__name__ = getattr(hook, "__name__", "hook")
+    return on_arrays
 
 
 def _move_retained(t, node):
@@ -766,10 +822,12 @@ def _normalize_index(index, tensor):
         index = (index,)
     out = []
     for i in index:
+        # Index arrays are copied: the graph keeps them, and a later write to the caller's index
+        # tensor or array must not move where the gradient goes.
         if isinstance(i, Tensor):
-            i = i.data
+            i = i.data.copy()
         elif isinstance(i, (list, np.ndarray)) or hasattr(i, "__array__") or hasattr(i, "__dlpack__"):
-            i = backend.asarray(backend.host_array(i), device=tensor.device)  # lists, numpy, torch
+            i = backend.asarray(backend.host_array(i), device=tensor.device, copy=True)  # lists, numpy, torch
         if hasattr(i, "dtype") and hasattr(i, "shape"):
             F.check_index_array(i)
             if backend.device_of(i) != tensor.device:

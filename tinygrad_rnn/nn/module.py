@@ -330,7 +330,8 @@ class _BackwardHookGate:
 
     def wrap_inputs(self, args):
         self.n_inputs = len(args)
-        self.args_template = args
+        # shapes only, never the tensors: a kept loss must not keep the module's inputs alive
+        self.zero_shapes = {i: a.shape for i, a in enumerate(args) if isinstance(a, Tensor) and not a.requires_grad}
         positions = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
         if not positions:
             return args
@@ -378,6 +379,7 @@ class _BackwardHookGate:
         return out
 
     def _on_grad_output(self, grad):
+        grad = grad.data
         self.grad_output = tuple(self._pieces(grad, "_on_grad_output", self.output_positions, self.n_outputs))
         if self.input_positions is None:  # no input gradient will come: torch calls now, with Nones
             if self._fire((None,) * self.n_inputs) is not None:
@@ -385,19 +387,19 @@ class _BackwardHookGate:
                                 "so the hook must return None")
 
     def _on_grad_input(self, grad):
+        grad = grad.data
         pieces = self._pieces(grad, "_on_grad_input", self.input_positions, self.n_inputs)
-        for i, arg in enumerate(self.args_template):
-            if pieces[i] is None and isinstance(arg, Tensor):  # a tensor without grad: zeros, as torch
-                pieces[i] = Tensor._make(backend.get_array_module(grad).zeros(arg.shape, dtype=grad.dtype))
+        xp = backend.get_array_module(grad)
+        for i, shape in self.zero_shapes.items():  # a tensor without grad: zeros, as torch
+            pieces[i] = Tensor._make(xp.zeros(shape, dtype=grad.dtype))
         replaced = self._fire(tuple(pieces))
         if replaced is None:
             return None
         if len(replaced) != self.n_inputs:
             raise ValueError(f"backward hook of {type(self.module).__name__} returned {len(replaced)} gradients "
                              f"for {self.n_inputs} inputs")
-        xp = backend.get_array_module(grad)
-        return xp.concatenate([(g.data if isinstance(g, Tensor) else g).reshape(-1).astype(grad.dtype, copy=False)
-                               for g in (replaced[i] for i in self.input_positions)])
+        return Tensor._make(xp.concatenate([(g.data if isinstance(g, Tensor) else g).reshape(-1).astype(
+            grad.dtype, copy=False) for g in (replaced[i] for i in self.input_positions)]))
 
     def _fire(self, grad_input):
         result = None
@@ -405,4 +407,5 @@ class _BackwardHookGate:
             changed = hook(self.module, grad_input, self.grad_output)
             if changed is not None:
                 grad_input = result = tuple(changed)
+        self.grad_output = ()  # fired: nothing of this backward stays with the graph
         return result
