@@ -6,6 +6,14 @@ The engine knows nothing of how tensors are made. A node holds its parent *nodes
 for leaves, the leaf tensor that accumulates the gradient), never forward outputs, plus
 what a renderer needs: op name, scope label, output shape and dtype. Backward frees the
 saved arrays, so a kept loss costs its nodes, not its activations.
+
+Tensors meet the engine through these members (tensor.py implements them):
+  t._grad_target()        its node, or t itself for a leaf (what its gradient is sent to)
+  t._seed(gradient)       the array backward starts from (ones for a one-element tensor)
+  t._accumulate_grad(g)   add a gradient array into t.grad (leaves, retained non-leaves)
+  t._hooks                a leaf's {id: hook on arrays}, or None
+  t._wrap(array)          a constant tensor holding the array (what autograd.grad returns)
+  t.requires_grad, t.shape
 """
 from __future__ import annotations
 
