@@ -18,7 +18,7 @@ for _name in ("exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs", "clip", "c
     globals()[_name] = getattr(Tensor, _name)
 del _name
 
-from . import nn  # noqa: E402  (nn builds on everything above)
+from . import data, nn  # noqa: E402  (nn and data build on everything above)
 
 float32 = backend.np.float32
 float64 = backend.np.float64
