@@ -229,19 +229,27 @@ class Module:
                            for k, v in self._state_items(prefix))
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays (numpy, Tensor, or anything with .numpy()) into parameters and buffers."""
+        """Copy arrays (numpy arrays, Tensors, or anything with .numpy()) into parameters and buffers,
+        in place. All or nothing: every value is checked and converted to its target's dtype and
+        device before the first is written, so a bad entry leaves the model as it was."""
         own = OrderedDict(self._state_items())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
-        mismatched = []
-        arrays = {}
+        mismatched, uncastable, arrays = [], [], {}
         for key, target in own.items():
             if key not in state_dict:
                 continue
-            value = backend.host_array(state_dict[key])
+            try:
+                value = backend.host_array(state_dict[key])
+            except (TypeError, ValueError) as e:  # a ragged list, say
+                uncastable.append(f"{key}: not an array ({e})")
+                continue
             if tuple(value.shape) != target.shape:
                 mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {target.shape}")
-            arrays[key] = value
+            elif value.dtype.kind not in "biufc":  # strings, objects, dates: no number to copy
+                uncastable.append(f"{key}: checkpoint dtype {value.dtype} cannot be copied into {target.dtype}")
+            else:
+                arrays[key] = value
         problems = []
         if strict and missing:
             problems.append(f"missing keys: {missing}")
@@ -251,9 +259,14 @@ class Module:
             problems.append("shape mismatch: " + "; ".join(mismatched))
         if problems:
             raise ShapeError(f"load_state_dict into {type(self).__name__}: " + ". ".join(problems))
-        for key, value in arrays.items():
+        if uncastable:
+            raise DTypeError(f"load_state_dict into {type(self).__name__}: " + "; ".join(uncastable))
+        # Converted and moved first (a failure here, out of device memory say, writes nothing) ...
+        ready = {key: backend.asarray(value.astype(own[key].dtype, copy=False), device=own[key].device)
+                 for key, value in arrays.items()}
+        for key, value in ready.items():  # ... then written, which cannot fail half way
             target = own[key]
-            target.data[...] = backend.asarray(value.astype(target.dtype, copy=False), device=target.device)
+            target.data[...] = value
             target._bump_version()  # in place, as torch's copy_: views see it, saved graphs notice
         return IncompatibleKeys(missing, unexpected)
 
