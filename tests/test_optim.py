@@ -79,6 +79,11 @@ CASES = [
     ("Adam", {"lr": 0.05, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.1, "amsgrad": True}),
     ("AdamW", {"lr": 0.05}),
     ("AdamW", {"lr": 0.05, "weight_decay": 0.3, "amsgrad": True, "maximize": True}),
+    ("RMSprop", {"lr": 0.01}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.9}),
+    ("RMSprop", {"lr": 0.01, "centered": True, "alpha": 0.9}),
+    ("RMSprop", {"lr": 0.005, "momentum": 0.5, "centered": True, "weight_decay": 0.1, "eps": 1e-6,
+                 "maximize": True}),
 ]
 
 
@@ -164,7 +169,7 @@ def test_state_dict_holds_host_copies():
 
 @needs_torch
 @pytest.mark.parametrize("name,kwargs", [("SGD", {"momentum": 0.9}), ("Adam", {"amsgrad": True}),
-                                         ("AdamW", {})])
+                                         ("AdamW", {}), ("RMSprop", {"momentum": 0.9, "centered": True})])
 def test_state_dict_layout_matches_torch(name, kwargs):
     arrays, x, y = _problem(np.float64)
     layouts = []
