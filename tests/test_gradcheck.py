@@ -61,6 +61,7 @@ ROWS = [
     row({"log"}, lambda a: a.log(), [(2, 3)], POS, id="log"),
     row({"tanh"}, lambda a: a.tanh(), [(2, 3)], id="tanh"),
     row({"sigmoid"}, lambda a: a.sigmoid(), [(2, 3)], id="sigmoid"),
+    row({"logsigmoid"}, lambda a: tg.nn.functional.logsigmoid(a * 4), [(2, 3)], id="logsigmoid"),
     row({"relu"}, lambda a: a.relu(), [(3, 4)], id="relu"),
     row({"sqrt"}, lambda a: a.sqrt(), [(2, 3)], POS, id="sqrt"),
     row({"abs"}, lambda a: a.abs(), [(2, 3)], id="abs"),

@@ -26,6 +26,13 @@ def set_default_dtype(dtype):
     _default_dtype = dtype
 
 
+def quietly(fn):
+    """fn with numpy's floating-point warnings off, for the ops that can make inf or nan from finite
+    inputs (x / 0, log(0), exp(1000)). torch returns those silently, and numpy's RuntimeWarning would
+    point into the package rather than at the caller's line. Per op, never process-wide."""
+    return np.errstate(all="ignore")(fn)
+
+
 class Backend:
     """An array namespace (numpy-like module) and the device names it serves."""
 

@@ -5,7 +5,17 @@ import numpy as np
 
 from . import backend
 from .backend import manual_seed  # noqa: F401  (re-exported: the one global seed)
+from .errors import ShapeError
 from .tensor import Tensor, _shape_args
+
+
+def _sizes(shape, who):
+    """A factory's sizes: integers >= 0, checked here so the message names the factory, not numpy."""
+    sizes = _shape_args(shape)
+    for n in sizes:
+        if n < 0:
+            raise ShapeError(f"{who}: trying to create a tensor with negative dimension {n}: {sizes}")
+    return sizes
 
 
 def _dtype(dtype):
@@ -22,40 +32,42 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def _filled(value, shape, dtype, device, requires_grad):
+def _filled(value, shape, dtype, device, requires_grad, who):
     xp = backend.xp_for(device)
-    array = xp.full(_shape_args(shape), value, dtype=_dtype(dtype))
+    array = xp.full(_sizes(shape, who), value, dtype=_dtype(dtype))
     t = Tensor._make(array, False, None)
     return t.requires_grad_(True) if requires_grad else t
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False):
-    return _filled(0, shape, dtype, device, requires_grad)
+    return _filled(0, shape, dtype, device, requires_grad, "zeros")
 
 
 def ones(*shape, dtype=None, device=None, requires_grad=False):
-    return _filled(1, shape, dtype, device, requires_grad)
+    return _filled(1, shape, dtype, device, requires_grad, "ones")
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
     return _filled(fill_value, (shape,) if isinstance(shape, int) else tuple(shape), dtype, device,
-                   requires_grad)
+                   requires_grad, "full")
 
 
 def randn(*shape, dtype=None, device=None, requires_grad=False):
-    array = backend.host_rng().standard_normal(_shape_args(shape)).astype(_dtype(dtype))
+    array = backend.host_rng().standard_normal(_sizes(shape, "randn")).astype(_dtype(dtype))
     return _make(array, device, requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad=False):
-    array = backend.host_rng().random(_shape_args(shape)).astype(_dtype(dtype))
+    array = backend.host_rng().random(_sizes(shape, "rand")).astype(_dtype(dtype))
     return _make(array, device, requires_grad)
 
 
 def randint(low, high=None, size=(), dtype=np.int64, device=None):
     if high is None:
         low, high = 0, low
-    array = backend.host_rng().integers(low, high, size=tuple(size)).astype(dtype)
+    if low >= high:
+        raise ShapeError(f"randint: expected low < high, got low={low}, high={high}")
+    array = backend.host_rng().integers(low, high, size=_sizes((tuple(size),), "randint")).astype(dtype)
     return _make(array, device, False)
 
 
@@ -65,11 +77,17 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     if dtype is None:
         is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = np.int64 if is_int else backend.get_default_dtype()
+    if step == 0:
+        raise ShapeError("arange: step must be nonzero")
+    if (end - start) * step < 0:
+        raise ShapeError(f"arange: upper bound and lower bound inconsistent with step sign "
+                         f"(start={start}, end={end}, step={step})")
     array = np.arange(start, end, step, dtype=np.dtype(dtype))
     return _make(array, device, requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    _sizes((n,) if m is None else (n, m), "eye")
     return _make(np.eye(n, m, dtype=_dtype(dtype)), device, requires_grad)
 
 

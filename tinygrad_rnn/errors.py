@@ -10,7 +10,12 @@ class ShapeError(TinyGradRNNError, ValueError):
 
 
 class DTypeError(TinyGradRNNError, TypeError):
-    """A dtype an op cannot take (a float index array, say)."""
+    """A dtype or type an op cannot take (a float index array, a list where a Tensor is needed)."""
+
+
+class OutOfRangeError(TinyGradRNNError, IndexError):
+    """A dim or an index outside its tensor's range. An IndexError, as torch's: iteration and
+    unpacking (`h, c = t`) stop at the first IndexError, and `except IndexError` keeps working."""
 
 
 class DeviceError(TinyGradRNNError, RuntimeError):

@@ -8,7 +8,7 @@ one method on Tensor, one row in tests/test_gradcheck.py (a test fails without i
 from __future__ import annotations
 
 from .autograd import Function, SparseGrad
-from .backend import device_of, get_array_module, to_device
+from .backend import device_of, get_array_module, quietly, to_device
 from .errors import DTypeError, ShapeError
 
 REGISTRY = {}  # name -> Function subclass; the gradcheck suite demands a row for each
@@ -16,6 +16,13 @@ REGISTRY = {}  # name -> Function subclass; the gradcheck suite demands a row fo
 
 def register(cls):
     REGISTRY[cls.__name__.lower()] = cls
+    return cls
+
+
+def quiet(cls):
+    """An op whose forward or backward can make inf or nan from finite inputs: both run without
+    numpy's RuntimeWarnings, as torch's do (backend.quietly)."""
+    cls.forward, cls.backward = quietly(cls.forward), quietly(cls.backward)
     return cls
 
 
@@ -54,6 +61,7 @@ class Mul(Function):
 
 
 @register
+@quiet
 class Div(Function):
     def forward(self, a, b):
         self.save_for_backward(a if self.parents[1] is not None else None, b)
@@ -67,21 +75,28 @@ class Div(Function):
 
 
 @register
+@quiet
 class Pow(Function):
     """a ** b for two tensors; the gradient to b needs log(a), so it is only made when asked for."""
 
     def forward(self, a, b):
         out = a ** b
-        grad_a, grad_b = self.parents
-        self.save_for_backward(a, b if grad_a is not None else None, out if grad_b is not None else None)
+        grad_b = self.parents[1]
+        self.save_for_backward(a, b, out if grad_b is not None else None)  # both gradients read b (as torch's)
         return out
 
     def backward(self, g):
         a, b, out = self.saved
         xp = get_array_module(a)
-        ga = g * b * a ** (b - 1) if self.needs_input_grad[0] else None
-        gb = g * out * xp.log(a) if self.needs_input_grad[1] else None
+        ga = _pow_grad_base(g, a, b) if self.needs_input_grad[0] else None
+        # torch's zero where a == 0 and b >= 0: the limit of b -> a ** b there, not 0 * log(0) = nan
+        gb = xp.where((a == 0) & (b >= 0), 0, g * out * xp.log(a)) if self.needs_input_grad[1] else None
         return ga, gb
+
+
+def _pow_grad_base(g, a, exponent):
+    """d(a ** p)/da = p a ** (p - 1), and 0 where p == 0 (torch's; the formula gives 0 * inf = nan at a = 0)."""
+    return get_array_module(g).where(exponent == 0, 0, g * exponent * a ** (exponent - 1))
 
 
 @register
@@ -141,6 +156,7 @@ class Neg(Function):
 
 
 @register
+@quiet
 class PowScalar(Function):
     """a ** p for a constant exponent p."""
 
@@ -151,10 +167,11 @@ class PowScalar(Function):
 
     def backward(self, g):
         (a,) = self.saved
-        return g * self.exponent * a ** (self.exponent - 1)
+        return _pow_grad_base(g, a, self.exponent)
 
 
 @register
+@quiet
 class Exp(Function):
     def forward(self, a):
         out = get_array_module(a).exp(a)
@@ -166,6 +183,7 @@ class Exp(Function):
 
 
 @register
+@quiet
 class Log(Function):
     def forward(self, a):
         self.save_for_backward(a)
@@ -188,16 +206,36 @@ class Tanh(Function):
 
 
 @register
+@quiet
 class Sigmoid(Function):
     def forward(self, a):
-        # Through tanh: no overflow in exp(-a) for large negative a.
-        out = get_array_module(a).tanh(a * 0.5) * 0.5 + 0.5
+        # torch's 1 / (1 + exp(-a)): exact on both sides (tanh(a / 2) / 2 + 1 / 2 cancels for a < 0:
+        # sigmoid(-20) came out 0). exp(-a) overflows to inf below about -88 in float32, giving 0, as torch.
+        xp = get_array_module(a)
+        out = 1 / (1 + xp.exp(-a))
         self.save_for_backward(out)
         return out
 
     def backward(self, g):
         out = self.saved[0]
         return g * out * (1 - out)
+
+
+@register
+class LogSigmoid(Function):
+    """log(sigmoid(a)) as torch computes it, min(a, 0) - log1p(exp(-|a|)): no overflow, and a finite
+    gradient sigmoid(-a) at a = +-inf, where log(sigmoid(a)) would give nan."""
+
+    def forward(self, a):
+        xp = get_array_module(a)
+        tail = xp.exp(-xp.abs(a))
+        self.save_for_backward(a, tail)
+        return xp.minimum(a, 0) - xp.log1p(tail)
+
+    def backward(self, g):
+        a, tail = self.saved
+        small = tail / (1 + tail)  # sigmoid(-|a|), without cancellation
+        return g * get_array_module(g).where(a < 0, 1 - small, small)
 
 
 @register
@@ -211,6 +249,7 @@ class Relu(Function):
 
 
 @register
+@quiet
 class Sqrt(Function):
     def forward(self, a):
         out = get_array_module(a).sqrt(a)
@@ -307,7 +346,7 @@ class _Extreme(Function):
     reduce = None
 
     def forward(self, a, axis=None, keepdims=False):
-        if a.size == 0:
+        if a.size == 0 and (axis is None or any(a.shape[i] == 0 for i in axis)):
             raise ShapeError(f"{self.name}: reduction over an empty tensor of shape {a.shape}")
         out = getattr(a, self.reduce)(axis=axis, keepdims=True)
         self.axis = axis

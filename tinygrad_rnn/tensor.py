@@ -10,6 +10,8 @@ saved, and backward refuses to use one that changed since.
 """
 from __future__ import annotations
 
+import math
+import operator
 import threading
 from numbers import Number
 
@@ -17,8 +19,8 @@ import numpy as np
 
 from . import autograd, backend
 from . import ops as F
-from .composite import CompositeOps, normalize_axes
-from .errors import DeviceError, DTypeError, GraphError, ShapeError, TinyGradRNNError
+from .composite import CompositeOps, normalize_axes, wrap_dim
+from .errors import DeviceError, DTypeError, GraphError, OutOfRangeError, ShapeError, TinyGradRNNError
 
 _state = autograd.state
 _ndarray = np.ndarray
@@ -51,6 +53,9 @@ class Tensor(CompositeOps):
         # A copy, as torch.tensor makes: in-place optimiser steps must not reach the caller's array.
         self.data = backend.asarray(data, dtype=dtype, copy=True,
                                     device=device if device is not None else _device_or_cpu(data))
+        if self.data.dtype.kind not in _NUMERIC_KINDS:  # None, strings, ragged lists: numpy makes object arrays
+            raise DTypeError(f"tensor(): could not infer a numeric dtype from {_describe(data)} "
+                             f"(numpy made {self.data.dtype})")
         self.grad = self._ctx = self._vc = self._view = None
         self.requires_grad = False
         if requires_grad:
@@ -83,7 +88,11 @@ class Tensor(CompositeOps):
 
     def size(self, dim=None):
         """Number of elements, or the length of one dim (torch's `size(dim)`)."""
-        return int(self.data.size) if dim is None else self.shape[dim]
+        if dim is None:
+            return int(self.data.size)
+        if self.ndim == 0:
+            raise OutOfRangeError(f"size({dim}): dimension specified as {dim} but the tensor has no dimensions")
+        return self.shape[wrap_dim(dim, self.ndim)]
 
     def numel(self):
         return int(self.data.size)
@@ -95,6 +104,12 @@ class Tensor(CompositeOps):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
+
+    def __iter__(self):
+        """The rows, as torch iterates (`for row in t`, `h, c = t`): unbind(0)."""
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
 
     @property
     def is_leaf(self):
@@ -136,6 +151,13 @@ class Tensor(CompositeOps):
 
     def tolist(self):
         return self.numpy().tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        """np.asarray(t): the values on the host, as numpy() gives them."""
+        array = self.numpy()
+        if dtype is not None and array.dtype != dtype:
+            return array.astype(dtype)
+        return array.copy() if copy else array
 
     def item(self):
         if self.data.size != 1:
@@ -526,13 +548,15 @@ class Tensor(CompositeOps):
     def _arg(self, fn, dim, keepdim):
         if dim is None:
             return Tensor._make(fn(self.data.reshape(-1)).astype(np.int64))
-        return Tensor._make(fn(self.data, axis=dim, keepdims=keepdim).astype(np.int64))
+        dim = wrap_dim(dim, self.ndim)
+        data = self.data if self.ndim else self.data.reshape(1)  # a 0-d tensor's one element is at 0
+        return Tensor._make(fn(data, axis=dim, keepdims=keepdim and self.ndim > 0).astype(np.int64))
 
     # ---- shape -----------------------------------------------------------------------
     def reshape(self, *shape):
-        shape = _shape_args(shape)
-        if shape == self.shape:
-            return self
+        """A view of shape `shape` (one entry may be -1). Always a new tensor, even for the same shape:
+        `p.reshape(p.shape).requires_grad_(False)` must not freeze p."""
+        shape = _view_shape(_shape_args(shape), self)
         try:
             return apply(F.Reshape, self, shape=shape)
         except ShapeError:
@@ -542,18 +566,31 @@ class Tensor(CompositeOps):
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
-        end = end_dim % max(self.ndim, 1)
-        shape = self.shape[:start_dim] + (-1,) + self.shape[end + 1:]
-        return self.reshape(shape)
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = wrap_dim(start_dim, self.ndim), wrap_dim(end_dim, self.ndim)
+        if start > end:
+            raise ShapeError(f"flatten() has invalid args: start_dim ({start_dim}) cannot come after end_dim "
+                             f"({end_dim}) for a tensor of shape {self.shape}")
+        if start == end:
+            return self  # as torch: nothing to merge
+        return self.reshape(self.shape[:start] + (math.prod(self.shape[start:end + 1]),) + self.shape[end + 1:])
 
-    def permute(self, *axes):
-        axes = tuple(a % self.ndim for a in _shape_args(axes))
-        if sorted(axes) != list(range(self.ndim)):
-            raise ShapeError(f"permute: {axes} is not a permutation of the {self.ndim} dims of {self.shape}")
+    def permute(self, *dims):
+        dims = _shape_args(dims)
+        if len(dims) != self.ndim:
+            raise ShapeError(f"permute: {dims} names {len(dims)} dims, but the tensor of shape {self.shape} "
+                             f"has {self.ndim}")
+        axes = tuple(wrap_dim(d, self.ndim) for d in dims)
+        if len(set(axes)) != len(axes):
+            raise ShapeError(f"permute(): duplicate dims are not allowed, got {dims}")
         return apply(F.Permute, self, axes=axes)
 
     def transpose(self, dim0=-2, dim1=-1):
         axes = list(range(self.ndim))
+        dim0, dim1 = wrap_dim(dim0, self.ndim), wrap_dim(dim1, self.ndim)
+        if self.ndim == 0:
+            return apply(F.Permute, self, axes=())
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return apply(F.Permute, self, axes=tuple(axes))
 
@@ -574,16 +611,13 @@ class Tensor(CompositeOps):
         return apply(F.Expand, self, shape=shape)
 
     def unsqueeze(self, dim):
-        dim = dim % (self.ndim + 1)
+        dim = wrap_dim(dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def squeeze(self, dim=None):
-        if dim is None:
-            return self.reshape(tuple(n for n in self.shape if n != 1))
-        dim = dim % self.ndim
-        if self.shape[dim] != 1:
-            return self
-        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+        """Without the size-1 dims (all of them, or those of dim: an int or a tuple); always a new tensor."""
+        dims = range(self.ndim) if dim is None else normalize_axes(dim, self.ndim)
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if n != 1 or i not in dims))
 
     def __getitem__(self, index):
         return apply(F.GetItem, self, index=_normalize_index(index, self))
@@ -623,6 +657,8 @@ def apply(op, *inputs, **kwargs):
     except (ValueError, IndexError) as e:
         if isinstance(e, TinyGradRNNError) or op.__module__ != F.__name__:
             raise  # the package's own message, or a user Function's error as it is
+        if isinstance(e, IndexError):  # an index out of range: still an IndexError, so iteration can stop
+            raise OutOfRangeError(f"{ctx.name}: {e} (tensor of shape {tuple(inputs[0].shape)})") from None
         shapes = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in inputs)
         raise ShapeError(f"{ctx.name}: cannot combine inputs of shapes {shapes}: {e}") from None
     if _anomaly_threads and _state.anomaly:
@@ -787,6 +823,14 @@ def _device_or_cpu(data):
         return "cpu"
 
 
+_NUMERIC_KINDS = frozenset("biufc")
+
+
+def _describe(data):
+    text = repr(data)
+    return f"{type(data).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
 def _is_python_float_data(data):
     """Python floats (or lists of them) become the default dtype, as in torch."""
     while isinstance(data, (list, tuple)) and data:
@@ -812,9 +856,24 @@ def split_device_dtype(device=None, dtype=None):
 
 
 def _shape_args(shape):
+    """(2, 3), ((2, 3),) or ([2, 3],) -> (2, 3); sizes must be integers (2.5 is refused, as in torch)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
-    return tuple(int(n) for n in shape)
+    try:
+        return tuple(operator.index(n) for n in shape)
+    except TypeError:
+        raise DTypeError(f"sizes must be integers, got {tuple(shape)}") from None
+
+
+def _view_shape(shape, t):
+    """A reshape target: sizes >= 0 and at most one -1 (numpy would take any negative as -1)."""
+    for i, n in enumerate(shape):
+        if n < -1:
+            raise ShapeError(f"reshape: invalid shape dimension {n} at index {i} of shape {shape} "
+                             f"(tensor of shape {t.shape})")
+    if shape.count(-1) > 1:
+        raise ShapeError(f"reshape: only one dimension can be inferred, got shape {shape}")
+    return shape
 
 
 def _normalize_index(index, tensor):
@@ -858,25 +917,34 @@ def matmul(a, b):
 
 
 def cat(tensors, dim=0):
-    tensors = list(tensors)
-    if not tensors:
-        raise ShapeError("cat: needs at least one tensor")
-    dim = dim % tensors[0].ndim
-    return apply(F.Cat, *tensors, axis=dim)
+    tensors = _tensor_list(tensors, "cat")
+    for i, t in enumerate(tensors):
+        if t.ndim == 0:
+            raise ShapeError(f"cat: zero-dimensional tensor (at position {i}) cannot be concatenated")
+    return apply(F.Cat, *tensors, axis=wrap_dim(dim, tensors[0].ndim))
 
 
 concatenate = cat
 
 
 def stack(tensors, dim=0):
-    tensors = list(tensors)
-    if not tensors:
-        raise ShapeError("stack: needs at least one tensor")
+    tensors = _tensor_list(tensors, "stack")
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ShapeError(f"stack: all tensors need the same shape, got {sorted(shapes)}")
-    dim = dim % (tensors[0].ndim + 1)
+    dim = wrap_dim(dim, tensors[0].ndim + 1)
     return cat([t.unsqueeze(dim) for t in tensors], dim)
+
+
+def _tensor_list(tensors, op):
+    """cat's and stack's argument: a non-empty sequence of Tensors (arrays are refused, as in torch)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ShapeError(f"{op}: expected a non-empty sequence of tensors")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise DTypeError(f"{op}: expected Tensor as element {i}, but got {type(t).__name__}")
+    return tensors
 
 
 def where(condition, a, b):
@@ -895,10 +963,21 @@ def where(condition, a, b):
 
 
 def one_hot(indices, num_classes=-1):
-    """Integer tensor (...) -> (..., num_classes) of 0/1 in the default float dtype; no grad."""
+    """Integer tensor (...) -> (..., num_classes) of 0/1 in the default float dtype; no grad.
+    Classes must lie in [0, num_classes), as torch demands: a zero row would hide a bad label."""
     data = indices.data
     F.check_index_array(data, "one_hot")
     xp = backend.get_array_module(data)
-    if num_classes < 0:
-        num_classes = int(data.max()) + 1
+    if num_classes < 0 and data.size == 0:
+        raise ShapeError(f"one_hot: can not infer the number of classes from an empty tensor of shape "
+                         f"{indices.shape}; pass num_classes")
+    if data.size:
+        low, high = int(data.min()), int(data.max())
+        if low < 0:
+            raise OutOfRangeError(f"one_hot: class values must be non-negative, got {low}")
+        if num_classes < 0:
+            num_classes = high + 1
+        elif high >= num_classes:
+            raise OutOfRangeError(f"one_hot: class values must be smaller than num_classes ({num_classes}), "
+                                  f"got {high}")
     return Tensor._make((data[..., None] == xp.arange(num_classes)).astype(backend.get_default_dtype()))

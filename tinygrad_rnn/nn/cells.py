@@ -19,7 +19,7 @@ from ..autograd import scope
 from ..creation import zeros
 from ..errors import DTypeError, ShapeError
 from . import init
-from .functional import linear
+from .functional import check_tensor, linear
 from .module import Module, Parameter
 
 
@@ -138,8 +138,8 @@ class RecurrentModule(Module):
 
 
 def check_input(who, x, dims, layout, input_size, weight):
-    """x must have one of `dims` dims, input_size features last, and the parameters' dtype."""
-    if x.ndim not in dims:
+    """x must be a Tensor of one of `dims` dims, input_size features last, and the parameters' dtype."""
+    if check_tensor(x, who).ndim not in dims:
         raise ShapeError(f"{who}: expected input of {layout}, got shape {x.shape}")
     if x.shape[-1] != input_size:
         raise ShapeError(f"{who}: expected input with {input_size} features (input_size), "
@@ -156,7 +156,7 @@ class _CellBase(RecurrentModule):
         super().__init__()
         self._kind = kind  # a key of KINDS
         if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(f"{type(self).__name__}: input_size and hidden_size must be positive, "
+            raise ShapeError(f"{type(self).__name__}: input_size and hidden_size must be positive, "
                              f"got {input_size} and {hidden_size}")
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         register_cell_parameters(self, "", input_size, hidden_size, KINDS[self._kind].gates, bias)
@@ -171,7 +171,7 @@ class _CellBase(RecurrentModule):
         if hx is None:
             hx = (zeros(*expected, dtype=x.dtype, device=x.device),) * KINDS[self._kind].state_size
         for i, h in enumerate(hx):
-            if h.shape != expected:
+            if check_tensor(h, who, f"hx{f'[{i}]' if len(hx) > 1 else ''}").shape != expected:
                 raise ShapeError(f"{who}: expected hx{f'[{i}]' if len(hx) > 1 else ''} of shape {expected}, "
                                  f"got {h.shape} (input shape {x.shape})")
         if not batched:

@@ -7,12 +7,21 @@ statistics), always through the tensor's own array module.
 from __future__ import annotations
 
 from .. import backend
+from .. import ops as P
 from ..backend import get_array_module
 from ..errors import DeviceError, DTypeError, ShapeError
-from ..tensor import Tensor, get_xp, one_hot, stack, where  # noqa: F401  (one_hot re-exported, as in torch)
+from ..tensor import Tensor, apply, get_xp, one_hot, where  # noqa: F401  (one_hot re-exported, as in torch)
 
 _REDUCTIONS = ("none", "mean", "sum")
 _BCE_EPSILON = 9.999999960041972e-13  # torch's 1e-12 floor of x (1 - x), which it keeps as a float32
+
+
+def check_tensor(value, who, name="input"):
+    """Layers and losses take Tensors, as torch's do: a (nested) list would otherwise fail deeper down
+    with an AttributeError that names neither the layer nor the argument."""
+    if not isinstance(value, Tensor):
+        raise DTypeError(f"{who}: argument '{name}' must be a Tensor, not {type(value).__name__}")
+    return value
 
 
 # ---- layers ---------------------------------------------------------------------------
@@ -46,6 +55,11 @@ def tanh(input):
 
 def sigmoid(input):
     return input.sigmoid()
+
+
+def logsigmoid(input):
+    """log(sigmoid(x)), stable for any x, with the finite gradient sigmoid(-x) at +-inf."""
+    return apply(P.LogSigmoid, input)
 
 
 def softmax(input, dim):
@@ -130,6 +144,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     """
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if check_tensor(input, "cross_entropy").dtype.kind != "f":
+        raise DTypeError(f"cross_entropy: input (logits) must be a floating dtype, got {input.dtype} "
+                         f"(shape {input.shape}); cast it with .float()")
     log_probs = input.log_softmax(_class_dim(input))
     target = _as_tensor(target, input)
     if target.dtype.kind == "f" and target.shape == input.shape:
@@ -140,6 +157,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of log-probabilities input (N, C), (N, C, d1, ...) or (C,)
     at class indices target (N,), (N, d1, ...) or ()."""
+    check_tensor(input, "nll_loss")
     return _nll(input, _as_tensor(target, input), weight, ignore_index, reduction, 0.0, "nll_loss")
 
 
@@ -181,13 +199,15 @@ def _soft_target_loss(log_probs, target, weight, reduction, smoothing):
     return _reduce(-(_classes_last(log_probs) * weighted).sum(-1), reduction)
 
 
+@backend.quietly  # at x = +inf, t = 1 the value is 0 * inf = nan, as torch's, without numpy's warning
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
-    """Sigmoid + binary cross entropy on logits, stable for any logit:
-    (1 - t) * x + (1 + (pos_weight - 1) * t) * softplus(-x)."""
+    """Sigmoid + binary cross entropy on logits, stable for any logit, torch's formula:
+    (1 - t) * x - (1 + (pos_weight - 1) * t) * logsigmoid(x). At x = +-inf the gradient is finite
+    (sigmoid(x) - t, weighted) while the value may be nan, both as in torch."""
     target = _float_target(input, target, "binary_cross_entropy_with_logits")
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     log_weight = 1.0 if pos_weight is None else (_same_dtype(pos_weight, input) - 1.0) * target + 1.0
-    losses = (1.0 - target) * input + log_weight * _softplus(-input)
+    losses = (1.0 - target) * input - log_weight * logsigmoid(input)
     return _reduce(_weighted(losses, weight, input), reduction)
 
 
@@ -202,9 +222,10 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     _check_reduction(reduction, "binary_cross_entropy")
     xp = get_xp(input)
     x, t = input.data, target.data
-    if input.numel() and not bool(xp.all((x >= 0) & (x <= 1))):
-        raise ValueError(f"binary_cross_entropy: all elements of input should be between 0 and 1 "
-                         f"(input shape {input.shape})")
+    for name, values in (("input", x), ("target", t)):  # torch checks both: a label of 2 is no probability
+        if values.size and not bool(xp.all((values >= 0) & (values <= 1))):
+            raise ValueError(f"binary_cross_entropy: all elements of {name} should be between 0 and 1 "
+                             f"({name} shape {input.shape})")
     log_x, log_1mx = _clamped_log(x), _clamped_log(1 - x)
     losses = -(t * log_x + (1 - t) * log_1mx)
     grad_input = (x - t) / xp.maximum(x * (1 - x), _BCE_EPSILON)
@@ -244,6 +265,7 @@ def _index_tensor(index, weight, op):
 
 
 def _float_target(input, target, op):
+    check_tensor(input, op)
     target = _as_tensor(target, input)
     if target.dtype.kind != "f":
         raise DTypeError(f"{op}: target must be a floating dtype, got {target.dtype} "
@@ -302,12 +324,6 @@ def _check_classes(safe, kept, classes, ignore_index, op):
         first = int(safe[bad].reshape(-1)[0])
         raise ShapeError(f"{op}: target {first} is out of bounds for {classes} classes "
                          f"(valid 0..{classes - 1}, or ignore_index={ignore_index})")
-
-
-def _softplus(x):
-    """log(1 + exp(x)) as logsumexp(x, 0): no overflow, and the gradient sigmoid(x) is exact at 0."""
-    zero = Tensor._make(get_xp(x).zeros(x.shape, dtype=x.dtype), False, None)
-    return stack([x, zero]).logsumexp(0)
 
 
 def _clamped_log(x):

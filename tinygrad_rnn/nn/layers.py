@@ -17,7 +17,15 @@ def _empty_parameter(*shape, device=None, dtype=None):
     return Parameter(creation.zeros(*shape, dtype=dtype, device=device))
 
 
+def _check_sizes(layer, **sizes):
+    """Constructor sizes: integers >= 0, named in the message (the factory's would not say which)."""
+    for name, n in sizes.items():
+        if operator.index(n) < 0:
+            raise ShapeError(f"{layer}: {name} must be non-negative, got {n}")
+
+
 def _check_features(layer, input, expected, name, dim):
+    F.check_tensor(input, type(layer).__name__)
     if input.ndim == 0 or input.shape[dim] != expected:
         got = input.shape[dim] if input.ndim else "a 0-d tensor"
         raise ShapeError(f"{type(layer).__name__}: expected input with {expected} features ({name}), "
@@ -33,6 +41,7 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
+        _check_sizes("Linear", in_features=in_features, out_features=out_features)
         self.in_features = in_features
         self.out_features = out_features
         self.weight = _empty_parameter(out_features, in_features, device=device, dtype=dtype)
@@ -43,7 +52,8 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.weight.numel():  # nothing to draw, and the bound would divide by fan_in = 0
+            init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None and self.in_features > 0:
             bound = 1.0 / math.sqrt(self.in_features)
             init.uniform_(self.bias, -bound, bound)
@@ -67,6 +77,7 @@ class BatchNorm1d(Module):
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  device=None, dtype=None, *, bias=True):
         super().__init__()
+        _check_sizes("BatchNorm1d", num_features=num_features)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
@@ -104,7 +115,7 @@ class BatchNorm1d(Module):
             init.zeros_(self.bias)
 
     def forward(self, input):
-        if input.ndim not in (2, 3):
+        if F.check_tensor(input, "BatchNorm1d").ndim not in (2, 3):
             raise ShapeError(f"BatchNorm1d: expected 2D or 3D input (N, C) or (N, C, L), "
                              f"got {input.ndim}D input of shape {input.shape}")
         _check_features(self, input, self.num_features, "num_features", 1)
@@ -151,6 +162,7 @@ class Embedding(Module):
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
                  scale_grad_by_freq=False, sparse=False, device=None, dtype=None):
         super().__init__()
+        _check_sizes("Embedding", num_embeddings=num_embeddings, embedding_dim=embedding_dim)
         if max_norm is not None or scale_grad_by_freq or sparse:
             raise NotImplementedError("Embedding: max_norm, scale_grad_by_freq and sparse are not supported")
         if padding_idx is not None:

@@ -55,7 +55,7 @@ def _run_direction(kind, x, state, weights, reverse, masks, label):
     with scope(f"{label}/input"):
         # The input half of every gate for all steps in one matmul; for RNN/LSTM b_hh joins it.
         bias = b_ih + b_hh if kind.folds_hidden_bias and b_ih is not None else b_ih
-        proj = linear(x.reshape(steps * batch, x.shape[2]), w_ih, bias).reshape(steps, batch, -1)
+        proj = linear(x.reshape(steps * batch, x.shape[2]), w_ih, bias).reshape(steps, batch, w_ih.shape[0])
         x_steps = unstack(proj)
         w_hh_t = w_hh.T
     outputs, final = unroll(kind.step, x_steps, state, w_hh_t, None if kind.folds_hidden_bias else b_hh,
@@ -119,7 +119,7 @@ class RNNBase(RecurrentModule):
         super().__init__()
         who = type(self).__name__
         if input_size <= 0 or hidden_size <= 0 or num_layers <= 0:
-            raise ValueError(f"{who}: input_size, hidden_size and num_layers must be positive, got "
+            raise ShapeError(f"{who}: input_size, hidden_size and num_layers must be positive, got "
                              f"{input_size}, {hidden_size}, {num_layers}")
         if isinstance(dropout, bool) or not 0.0 <= dropout <= 1.0:
             raise ValueError(f"{who}: dropout must be a number in [0, 1], got {dropout!r}")
