@@ -52,10 +52,9 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        if self.weight.numel():  # nothing to draw, and the bound would divide by fan_in = 0
-            init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None and self.in_features > 0:
-            bound = 1.0 / math.sqrt(self.in_features)
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0  # as torch
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input):
@@ -197,40 +196,40 @@ class Embedding(Module):
         return s
 
 
-class Sequential(Module):
-    """Modules applied in order; named "0", "1", ... (or by the keys of an OrderedDict)."""
+class ModuleList(Module):
+    """A list of modules, registered (parameters(), state_dict keys "0.", "1.", ...), as torch.nn.ModuleList.
+    A plain Python list of modules on a Module registers nothing: this is what to use instead."""
 
-    def __init__(self, *args):
+    def __init__(self, modules=None):
         super().__init__()
-        if len(args) == 1 and isinstance(args[0], OrderedDict):
-            for name, module in args[0].items():
-                self.add_module(name, module)
-        else:
-            for index, module in enumerate(args):
-                self.add_module(str(index), module)
+        if modules is not None:
+            self.extend(modules)
 
     def _key(self, index):
         size = len(self)
         index = operator.index(index)
         if not -size <= index < size:
-            raise IndexError(f"index {index} is out of range for a Sequential of {size} modules")
+            raise IndexError(f"index {index} is out of range for a {type(self).__name__} of {size} modules")
         return list(self._modules)[index % size]
+
+    def _renumber(self, modules):
+        """torch keeps keys "0", "1", ... in order after a deletion or an insertion."""
+        self._modules.clear()
+        for position, module in enumerate(modules):
+            self.add_module(str(position), module)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return type(self)(OrderedDict(list(self._modules.items())[index]))
+            return type(self)(list(self._modules.values())[index])
         return self._modules[self._key(index)]
 
     def __setitem__(self, index, module):
         self.add_module(self._key(index), module)
 
     def __delitem__(self, index):
-        del self._modules[self._key(index)]
-        # torch renumbers the rest so keys stay "0", "1", ...
         modules = list(self._modules.values())
-        self._modules.clear()
-        for position, module in enumerate(modules):
-            self.add_module(str(position), module)
+        del modules[index if isinstance(index, slice) else list(self._modules).index(self._key(index))]
+        self._renumber(modules)
 
     def __len__(self):
         return len(self._modules)
@@ -238,14 +237,90 @@ class Sequential(Module):
     def __iter__(self):
         return iter(self._modules.values())
 
+    def __iadd__(self, modules):
+        return self.extend(modules)
+
     def append(self, module):
         self.add_module(str(len(self)), module)
         return self
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index, module):
+        modules = list(self._modules.values())
+        modules.insert(index, module)
+        self._renumber(modules)
+
+
+class Sequential(ModuleList):
+    """Modules applied in order; named "0", "1", ... (or by the keys of an OrderedDict)."""
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], OrderedDict):
+            super().__init__()
+            for name, module in args[0].items():
+                self.add_module(name, module)
+        else:
+            super().__init__(args)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return type(self)(OrderedDict(list(self._modules.items())[index]))
+        return super().__getitem__(index)
 
     def forward(self, input):
         for module in self:
             input = module(input)
         return input
+
+
+class ModuleDict(Module):
+    """Modules by name, registered in insertion order, as torch.nn.ModuleDict."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key):
+        return self._modules[key]
+
+    def __setitem__(self, key, module):
+        self.add_module(key, module)
+
+    def __delitem__(self, key):
+        del self._modules[key]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def __contains__(self, key):
+        return key in self._modules
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def update(self, modules):
+        for key, module in (modules.items() if hasattr(modules, "items") else modules):
+            self[key] = module
+
+    def pop(self, key):
+        return self._modules.pop(key)
+
+    def clear(self):
+        self._modules.clear()
 
 
 class ReLU(Module):
