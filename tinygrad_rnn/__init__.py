@@ -19,11 +19,15 @@ for _name in ("exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs", "clip", "c
     globals()[_name] = getattr(Tensor, _name)
 del _name
 
-from . import data, nn  # noqa: E402  (nn and data build on everything above)
+from . import cuda, data, nn  # noqa: E402  (these build on everything above)
 
 float32 = backend.np.float32
 float64 = backend.np.float64
+float16 = backend.np.float16
 int64 = backend.np.int64
 int32 = backend.np.int32
+bool_ = backend.np.bool_
+# torch's aliases, so that ported code's dtype=torch.float / .to(torch.long) reads the same
+float, double, half, long, int = float32, float64, float16, int64, int32  # noqa: A001
 
 __version__ = "0.1.0"

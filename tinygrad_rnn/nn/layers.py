@@ -345,6 +345,34 @@ class Sigmoid(Module):
         return input.sigmoid()
 
 
+class LogSoftmax(Module):
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        # torch's legacy rule when no dim is given: 0 for 0-, 1- and 3-d inputs, else 1
+        dim = self.dim if self.dim is not None else (0 if input.ndim in (0, 1, 3) else 1)
+        return input.log_softmax(dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Flatten(Module):
+    """(N, *dims) -> (N, prod(dims)): dims start_dim..end_dim joined into one."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, input):
+        return input.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
 class Identity(Module):
     """Returns its input; takes (and ignores) any arguments, as torch's does."""
 

@@ -5,13 +5,15 @@ device and in their dtype until the total is handed back as a 0-d Tensor.
 """
 from __future__ import annotations
 
+from . import rnn  # noqa: F401  (nn.utils.rnn.pad_sequence, as in torch)
+
 import math
 
 import numpy as np
 
-from .. import backend
-from ..errors import AnomalyError
-from ..tensor import Tensor
+from ... import backend
+from ...errors import AnomalyError
+from ...tensor import Tensor
 
 
 def _grads(parameters):
