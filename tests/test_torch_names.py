@@ -5,7 +5,6 @@ import pytest
 from oracle import needs_torch, torch
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import nn
 from tinygrad_rnn.nn.utils.rnn import pad_sequence
 
 
