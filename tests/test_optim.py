@@ -402,3 +402,40 @@ def test_clip_grad_value_matches_torch(device, dtype):
         assert p.grad.dtype == dtype
         np.testing.assert_array_equal(_host(p.grad), q.grad.numpy())
     assert _host(ours[0].grad).max() == 1.5 and ours[-1].grad is None
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype,tol,steps", [(np.float64, 1e-9, 3), (np.float32, 2e-5, 1)], ids=["float64", "float32"])
+@pytest.mark.parametrize("kwargs", [{}, {"lr": 0.5, "history_size": 3, "max_iter": 7}], ids=["defaults", "short"])
+def test_lbfgs_trajectory_matches_torch(kwargs, dtype, tol, steps):
+    """step(closure) calls of several inner iterations each, as the sine-wave example uses it. (In
+    float32, rounding differences grow over dozens of quasi-Newton iterations: one step there.)"""
+    arrays, x, y = _problem(dtype)
+    def run(lib, params, data):
+        opt = lib.LBFGS(params, **kwargs)
+
+        def closure():
+            opt.zero_grad()
+            loss = _loss(params, *data)
+            loss.backward()
+            return loss
+        return [[_host(opt.step(closure))] + [_host(p) for p in params] for _ in range(steps)]
+
+    ours = run(optim, _ours(arrays), (tg.tensor(x), tg.tensor(y)))
+    theirs = run(torch.optim, _theirs(arrays), (torch.tensor(x), torch.tensor(y)))
+    assert np.abs(ours[-1][1] - arrays[0]).max() > 1e-2
+    for step_ours, step_theirs in zip(ours, theirs):
+        np.testing.assert_allclose(step_ours[0], step_theirs[0], rtol=tol)
+        for a, b in zip(step_ours[1:], step_theirs[1:]):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_lbfgs_refuses_groups_line_search_and_a_missing_closure():
+    arrays, _, _ = _problem(np.float64)
+    params = _ours(arrays)
+    with pytest.raises(ValueError, match="per-parameter"):
+        optim.LBFGS([{"params": params[:1]}, {"params": params[1:]}])
+    with pytest.raises(NotImplementedError, match="strong_wolfe"):
+        optim.LBFGS(params, line_search_fn="strong_wolfe")
+    with pytest.raises(ValueError, match="closure"):
+        optim.LBFGS(params).step(None)
