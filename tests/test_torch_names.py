@@ -59,3 +59,43 @@ def test_cuda_questions_answer_without_a_gpu_or_cupy():
     assert tg.cuda.is_available() == tg.is_available("cuda")
     if not tg.cuda.is_available():
         assert tg.cuda.device_count() == 0
+
+
+@needs_torch
+@pytest.mark.parametrize("args", [("cpu",), ("cuda",), ("cuda", 1), ("cuda:2",)])
+def test_device_objects_read_like_torchs(args):
+    ours, theirs = tg.device(*args), torch.device(*args)
+    assert (ours.type, ours.index) == (theirs.type, theirs.index)
+    assert repr(ours) == repr(theirs) and str(ours) == str(theirs)
+
+
+def test_device_objects_work_where_names_do():
+    cpu = tg.device("cpu")
+    assert tg.ones(2).to(cpu).device == "cpu" and tg.zeros(2, device=cpu).device == cpu
+    with pytest.raises(tg.DeviceError, match="unknown device"):
+        tg.device("tpu")
+
+
+def test_torch_import_paths_and_out_of_scope_names_load():
+    from tinygrad_rnn.nn.modules.container import ModuleList
+    from tinygrad_rnn.nn.modules.loss import CrossEntropyLoss
+    from tinygrad_rnn.nn.modules.rnn import LSTM
+
+    assert LSTM is tg.nn.LSTM and ModuleList is tg.nn.ModuleList and CrossEntropyLoss is tg.nn.CrossEntropyLoss
+
+    class Model(tg.nn.Transformer):  # defining it works, as in programs that never build one
+        pass
+
+    with pytest.raises(NotImplementedError, match=r"nn\.Transformer is not implemented"):
+        Model()
+    with pytest.raises(NotImplementedError, match="state_dict"):
+        tg.onnx.export(tg.nn.Linear(1, 1), tg.ones(1), "model.onnx")
+
+
+def test_thread_count_is_remembered():
+    before = tg.get_num_threads()
+    try:
+        tg.set_num_threads(1)
+        assert tg.get_num_threads() == 1
+    finally:
+        tg.set_num_threads(before)

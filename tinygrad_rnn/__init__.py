@@ -19,7 +19,8 @@ for _name in ("exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs", "clip", "c
     globals()[_name] = getattr(Tensor, _name)
 del _name
 
-from . import cuda, data, nn  # noqa: E402  (these build on everything above)
+from . import cuda, data, nn, onnx  # noqa: E402  (these build on everything above)
+from .runtime import device, get_num_threads, set_num_threads  # noqa: E402
 
 float32 = backend.np.float32
 float64 = backend.np.float64

@@ -6,3 +6,6 @@ from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLo
 from .module import Module, Parameter
 from .cells import GRUCell, LSTMCell, RNNCell, gru_cell, lstm_cell, rnn_relu_cell, rnn_tanh_cell  # noqa: F401
 from .rnn import GRU, LSTM, RNN, RNNBase, init_irnn_  # noqa: F401
+from .transformer import (MultiheadAttention, Transformer, TransformerDecoder, TransformerDecoderLayer,  # noqa: F401
+                          TransformerEncoder, TransformerEncoderLayer)
+from . import modules  # noqa: E402,F401  (torch.nn.modules' import paths, after everything they re-export)

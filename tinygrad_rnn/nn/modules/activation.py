@@ -1,0 +1,2 @@
+"""torch.nn.modules.activation's names."""
+from ..layers import LogSoftmax, ReLU, Sigmoid, Tanh

@@ -1,0 +1,2 @@
+"""torch.nn.modules.batchnorm's names."""
+from ..layers import BatchNorm1d

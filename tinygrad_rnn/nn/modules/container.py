@@ -1,0 +1,2 @@
+"""torch.nn.modules.container's names."""
+from ..layers import ModuleDict, ModuleList, Sequential

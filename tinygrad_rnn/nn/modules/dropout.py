@@ -1,0 +1,2 @@
+"""torch.nn.modules.dropout's names."""
+from ..layers import Dropout

@@ -1,0 +1,2 @@
+"""torch.nn.modules.flatten's names."""
+from ..layers import Flatten

@@ -1,0 +1,2 @@
+"""torch.nn.modules.sparse's names."""
+from ..layers import Embedding

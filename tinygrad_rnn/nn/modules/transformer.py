@@ -1,0 +1,3 @@
+"""torch.nn.modules.transformer's names."""
+from ..transformer import (MultiheadAttention, Transformer, TransformerDecoder, TransformerDecoderLayer,
+                           TransformerEncoder, TransformerEncoderLayer)
