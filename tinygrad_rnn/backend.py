@@ -202,6 +202,8 @@ def asarray(data, dtype=None, device="cpu", copy=False):
 
     copy=False shares memory where it can; copy=True always gives a fresh array."""
     device = canonical_device(device)
+    if type(data) in NUMPY_SCALARS:  # a numpy scalar counts as a cpu array, but tensors hold 0-d arrays
+        data = np.asarray(data)
     if is_array(data):
         moved = to_device(data, device)
         if dtype is not None and moved.dtype != dtype:

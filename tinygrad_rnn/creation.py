@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from . import backend, dtypes
 from .backend import manual_seed  # noqa: F401  (re-exported: the one global seed)
 from .errors import ShapeError
 from .tensor import Tensor, _shape_args
@@ -48,6 +48,10 @@ def ones(*shape, dtype=None, device=None, requires_grad=False):
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    """Without a dtype, the fill value's, as torch infers a scalar's: 7 gives int64, True bool, 2.5 (or
+    np.float64(2.5)) the default float dtype."""
+    if dtype is None and dtypes.is_scalar(fill_value):
+        dtype = dtypes.scalar_dtype(fill_value)
     return _filled(fill_value, (shape,) if isinstance(shape, int) else tuple(shape), dtype, device,
                    requires_grad, "full")
 

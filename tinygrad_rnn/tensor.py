@@ -13,11 +13,10 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from numbers import Number
 
 import numpy as np
 
-from . import autograd, backend
+from . import autograd, backend, dtypes
 from . import ops as F
 from .composite import CompositeOps, normalize_axes, wrap_dim
 from .errors import DeviceError, DTypeError, GraphError, OutOfRangeError, ShapeError, TinyGradRNNError
@@ -48,11 +47,14 @@ class Tensor(CompositeOps):
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         if isinstance(data, Tensor):
             data = data.data
-        if dtype is None and _is_python_float_data(data):
-            dtype = backend.get_default_dtype()
+        if dtype is None and not backend.is_array(data):
+            dtype = dtypes.infer_dtype(data)  # torch's: [1, 2.5] is float32, not numpy's float64
         # A copy, as torch.tensor makes: in-place optimiser steps must not reach the caller's array.
-        self.data = backend.asarray(data, dtype=dtype, copy=True,
-                                    device=device if device is not None else _device_or_cpu(data))
+        try:
+            self.data = backend.asarray(data, dtype=dtype, copy=True,
+                                        device=device if device is not None else _device_or_cpu(data))
+        except ValueError as e:  # ragged lists, which numpy refuses once it is told the dtype
+            raise DTypeError(f"tensor(): could not make a {dtype} tensor from {_describe(data)} ({e})") from None
         if self.data.dtype.kind not in _NUMERIC_KINDS:  # None, strings, ragged lists: numpy makes object arrays
             raise DTypeError(f"tensor(): could not infer a numeric dtype from {_describe(data)} "
                              f"(numpy made {self.data.dtype})")
@@ -296,13 +298,14 @@ class Tensor(CompositeOps):
 
     # ---- helpers to lift constants -------------------------------------------------
     def _lift(self, other):
-        """A Python/numpy scalar or array as a constant tensor beside self, without upcasting float32."""
+        """other as a Tensor beside self: a Python/numpy scalar as a 0-d constant of the dtype torch gives
+        `self op other` (float32 * 2.5 stays float32, int64 * 2.5 is float32); an array or a list as
+        tg.tensor makes it (its own dtype)."""
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, Number) or (isinstance(other, np.generic) and other.ndim == 0):
-            value = other.item() if isinstance(other, np.generic) else other
-            dtype = np.result_type(self.dtype, value)  # NEP 50: a Python float keeps float32
-            return Tensor._make(get_xp(self).asarray(value, dtype=dtype))
+        if dtypes.is_scalar(other):
+            dtype = dtypes.result_type_with_scalar(self.data.dtype, other)
+            return Tensor._make(_scalar_array(other, dtype, get_xp(self)))
         return Tensor(other, device=self.device)
 
     def _wrap(self, array):
@@ -310,37 +313,52 @@ class Tensor(CompositeOps):
         return Tensor._make(array)
 
     # ---- arithmetic ----------------------------------------------------------------
+    # Promotion only when the operands are not two Tensors of one dtype (the common case pays two attribute
+    # reads). `is`: numpy hands out one dtype object per builtin dtype; an equal but distinct one (a
+    # byte-swapped array's) merely takes the slow path, which finds nothing to cast.
     def __add__(self, other):
-        return apply(F.Add, self, other if type(other) is Tensor else self._lift(other))
+        if not (isinstance(other, Tensor) and other.data.dtype is self.data.dtype):
+            self, other = _promoted(self, other)
+        return apply(F.Add, self, other)
 
     def __radd__(self, other):
-        return apply(F.Add, self._lift(other), self)
+        return apply(F.Add, *_promoted(other, self))
 
     def __sub__(self, other):
-        return apply(F.Sub, self, other if type(other) is Tensor else self._lift(other))
+        if not (isinstance(other, Tensor) and other.data.dtype is self.data.dtype):
+            self, other = _promoted(self, other)
+        return apply(F.Sub, self, other)
 
     def __rsub__(self, other):
-        return apply(F.Sub, self._lift(other), self)
+        return apply(F.Sub, *_promoted(other, self))
 
     def __mul__(self, other):
-        return apply(F.Mul, self, other if type(other) is Tensor else self._lift(other))
+        if not (isinstance(other, Tensor) and other.data.dtype is self.data.dtype):
+            self, other = _promoted(self, other)
+        return apply(F.Mul, self, other)
 
     def __rmul__(self, other):
-        return apply(F.Mul, self._lift(other), self)
+        return apply(F.Mul, *_promoted(other, self))
 
     def __truediv__(self, other):
-        return apply(F.Div, self, other if type(other) is Tensor else self._lift(other))
+        dtype = self.data.dtype
+        if not (isinstance(other, Tensor) and other.data.dtype is dtype and dtype.kind in "fc"):
+            self, other = _promoted(self, other, true_divide=True)
+        return apply(F.Div, self, other)
 
     def __rtruediv__(self, other):
-        return apply(F.Div, self._lift(other), self)
+        return apply(F.Div, *_promoted(other, self, true_divide=True))
 
     def __pow__(self, exponent):
-        if isinstance(exponent, Number):
-            return apply(F.PowScalar, self, exponent=exponent)
-        return apply(F.Pow, self, self._lift(exponent))
+        if dtypes.is_scalar(exponent):
+            dtype = dtypes.result_type_with_scalar(self.dtype, exponent)  # int64 ** 2.5 is float32, bool ** 2 int64
+            # a Python number: numpy would let a float64 numpy scalar widen a float32 array
+            exponent = exponent.item() if isinstance(exponent, np.generic) else exponent
+            return apply(F.PowScalar, self if self.dtype == dtype else self.to(dtype=dtype), exponent=exponent)
+        return apply(F.Pow, *_promoted(self, exponent))
 
     def __rpow__(self, base):
-        return apply(F.Pow, self._lift(base), self)
+        return apply(F.Pow, *_promoted(base, self))
 
     def __neg__(self):
         return apply(F.Neg, self)
@@ -468,8 +486,8 @@ class Tensor(CompositeOps):
 
     # ---- comparisons: no grad --------------------------------------------------------
     def _compare(self, other, op):
-        other = self._lift(other)
-        return Tensor._make(op(self.data, other.data))
+        a, b = _promoted(self, other)  # compared in the common dtype, as torch does (int64 vs 2.5: as float32)
+        return Tensor._make(op(a.data, b.data))
 
     def __eq__(self, other):
         return self._compare(other, lambda a, b: a == b)
@@ -521,10 +539,10 @@ class Tensor(CompositeOps):
     clamp = clip
 
     def maximum(self, other):
-        return apply(F.Maximum, self, self._lift(other))
+        return apply(F.Maximum, *_promoted(self, other))
 
     def minimum(self, other):
-        return apply(F.Minimum, self, self._lift(other))
+        return apply(F.Minimum, *_promoted(self, other))
 
     # ---- reductions ------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
@@ -624,6 +642,40 @@ class Tensor(CompositeOps):
 
     def one_hot(self, num_classes=-1):
         return one_hot(self, num_classes)
+
+
+# ---- type promotion --------------------------------------------------------------------
+
+def _promoted(a, b, true_divide=False):
+    """a and b (at least one of them a Tensor; the other may be a scalar, an array or a list) as two
+    Tensors of torch's result dtype (dtypes.result_type; for true division, integers go to the default
+    float dtype). The hottest binary ops call this only when their operands are not already two Tensors of
+    one dtype, and `apply` never does: promotion costs nothing in the common case. A cast operand that
+    requires grad goes through a Cast node, so its gradient comes back in its own dtype."""
+    if not isinstance(a, Tensor):
+        a = b._lift(a)
+    elif not isinstance(b, Tensor):
+        b = a._lift(b)
+    # a lifted scalar already has the result dtype: the general rule is for two tensors of different dtypes
+    dtype_a, dtype_b = a.data.dtype, b.data.dtype
+    dtype = dtype_a if dtype_a == dtype_b else dtypes.result_type(a, b)
+    if true_divide:
+        dtype = dtypes.true_divide_type(dtype)
+    return (a if dtype_a == dtype else a.to(dtype=dtype)), (b if dtype_b == dtype else b.to(dtype=dtype))
+
+
+def _scalar_array(value, dtype, xp):
+    """A Python/numpy scalar as a 0-d array of dtype. An integer outside dtype's range wraps, as torch's
+    cast does (a uint8 tensor + 300 adds 44); one outside int64's is refused."""
+    value = value.item() if isinstance(value, np.generic) else value
+    try:
+        return xp.asarray(value, dtype=dtype)
+    except OverflowError:
+        try:
+            return xp.asarray(value, dtype=np.int64).astype(dtype)
+        except OverflowError:
+            raise DTypeError(f"the Python integer {value} does not fit int64, so it cannot combine with "
+                             f"a {dtype} tensor") from None
 
 
 # ---- the dispatch ----------------------------------------------------------------------
@@ -831,13 +883,6 @@ def _describe(data):
     return f"{type(data).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
-def _is_python_float_data(data):
-    """Python floats (or lists of them) become the default dtype, as in torch."""
-    while isinstance(data, (list, tuple)) and data:
-        data = data[0]
-    return type(data) is float  # not np.float64, a float subclass that keeps its own dtype
-
-
 def _is_dtype_name(name):
     try:
         np.dtype(name)
@@ -948,11 +993,9 @@ def _tensor_list(tensors, op):
 
 
 def where(condition, a, b):
-    """a where condition holds, else b; the condition (any dtype, read as bool) gets no gradient."""
-    if not isinstance(a, Tensor):
-        a = b._lift(a)
-    if not isinstance(b, Tensor):
-        b = a._lift(b)
+    """a where condition holds, else b (promoted to one dtype as torch does); the condition (any dtype,
+    read as bool) gets no gradient."""
+    a, b = _promoted(a, b)
     if isinstance(condition, Tensor):
         condition = condition.data
     elif not backend.is_array(condition):  # a bool, a list, or a foreign (torch) tensor
