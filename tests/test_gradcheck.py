@@ -63,6 +63,9 @@ ROWS = [
     row({"sigmoid"}, lambda a: a.sigmoid(), [(2, 3)], id="sigmoid"),
     row({"logsigmoid"}, lambda a: tg.nn.functional.logsigmoid(a * 4), [(2, 3)], id="logsigmoid"),
     row({"relu"}, lambda a: a.relu(), [(3, 4)], id="relu"),
+    row({"sin"}, lambda a: a.sin(), [(2, 3)], id="sin"),
+    row({"cos"}, lambda a: a.cos(), [(2, 3)], id="cos"),
+    row({"erf"}, lambda a: (a * 2).erf(), [(3, 4)], id="erf"),
     row({"sqrt"}, lambda a: a.sqrt(), [(2, 3)], POS, id="sqrt"),
     row({"abs"}, lambda a: a.abs(), [(2, 3)], id="abs"),
     row({"clip"}, lambda a: a.clip(-0.5, 0.7), [(3, 4)], id="clip"),
@@ -109,6 +112,16 @@ ROWS = [
     row(set(), lambda a: a.log_softmax(0), [(3, 4)], id="log_softmax"),
     row(set(), lambda a: a.logsumexp((0, 1)), [(2, 3, 2)], id="logsumexp"),
     row(set(), lambda a, b: (a @ b).tanh().sigmoid() * a.sum(), [(2, 3), (3, 2)], id="chain-reuse"),
+    row(set(), lambda a: a.repeat(2, 1, 3) * ramp(a, 2, 2, 9), [(2, 3)], id="repeat"),
+    row(set(), lambda a: a.narrow(1, -3, 2) * ramp(a, 3, 2), [(3, 4)], id="narrow"),
+    row(set(), lambda a: a.norm(dim=1) + a.norm(3, dim=0).sum() + tg.linalg.vector_norm(a, float("inf")),
+        [(3, 4)], id="norm"),
+    row(set(), lambda a: a.sort(1, descending=True).values * ramp(a, 3, 4), [(3, 4)], id="sort"),
+    row(set(), lambda a: a.topk(2, dim=0).values * ramp(a, 2, 4), [(3, 4)], id="topk"),
+    row(set(), lambda a, w, b: tg.nn.functional.layer_norm(a, (4,), w, b) * ramp(a, 3, 4),
+        [(3, 4), (4,), (4,)], id="layer_norm"),
+    row(set(), lambda a: tg.nn.functional.gelu(a) + tg.nn.functional.gelu(a, approximate="tanh"),
+        [(3, 4)], id="gelu"),
 ]
 
 

@@ -1,10 +1,10 @@
 """tinygrad_rnn: a small reverse-mode autograd on numpy/cupy for recurrent networks and BPTT."""
-from . import autograd, backend, ops, optim
+from . import autograd, backend, linalg, ops, optim
 from .autograd import (Function, enable_grad, inference_mode, is_anomaly_enabled, is_grad_enabled,
                        is_inference_mode_enabled, no_grad, scope, set_detect_anomaly, set_grad_enabled)
 from .backend import get_array_module, get_default_dtype, is_available, set_default_dtype
-from .creation import (arange, eye, full, full_like, manual_seed, ones, ones_like, rand, rand_like,
-                       randint, randn, randn_like, tensor, zeros, zeros_like)
+from .creation import (arange, as_tensor, eye, from_numpy, full, full_like, manual_seed, ones, ones_like, rand,
+                       rand_like, randint, randn, randn_like, tensor, zeros, zeros_like)
 from .errors import (AnomalyError, DeviceError, DTypeError, GraphError, OutOfRangeError, ShapeError,
                      TinyGradRNNError)
 from .gradcheck import gradcheck
@@ -15,7 +15,8 @@ from .tensor import Tensor, cat, concatenate, matmul, one_hot, stack, where
 for _name in ("exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs", "clip", "clamp", "maximum", "minimum",
               "sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp",
               "softmax", "log_softmax", "reshape", "flatten", "permute", "transpose", "unsqueeze",
-              "squeeze", "split", "chunk", "gather", "expand"):
+              "squeeze", "split", "chunk", "gather", "expand", "sin", "cos", "erf", "multinomial", "masked_fill",
+              "narrow", "t", "norm", "topk", "sort"):
     globals()[_name] = getattr(Tensor, _name)
 del _name
 

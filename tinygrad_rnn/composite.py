@@ -10,12 +10,16 @@ import math
 import operator
 from collections import namedtuple
 
+import numpy as np
+
 from . import backend
 from .backend import get_array_module
 from .errors import DTypeError, OutOfRangeError, ShapeError
 from .ops import check_index_array
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
+SortResult = namedtuple("SortResult", ["values", "indices"])
+TopKResult = namedtuple("TopKResult", ["values", "indices"])
 
 
 def wrap_dim(dim, ndim):
@@ -57,7 +61,7 @@ def _count(shape, axes):
     return math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)
 
 
-def _require_float(t, op):
+def require_float(t, op):
     """Ops whose result is a fraction of the input refuse integer tensors, as torch's do: rounding the
     result back, or quietly making it float64, would both surprise."""
     if t.dtype.kind not in "fc":
@@ -82,7 +86,7 @@ class CompositeOps:
 
     # ---- moments -------------------------------------------------------------------
     def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        _require_float(self, "mean")
+        require_float(self, "mean")
         axes = normalize_axes(_pick(dim, axis), self.ndim)
         return self.sum(axes, keepdim=bool(keepdims or keepdim)) / _count(self.shape, axes)
 
@@ -90,7 +94,7 @@ class CompositeOps:
         """Variance; like torch, unbiased (correction=1) unless told otherwise."""
         if unbiased is not None:
             correction = int(unbiased)
-        _require_float(self, "var")
+        require_float(self, "var")
         axes = normalize_axes(_pick(dim, axis), self.ndim)
         centred = self - self.mean(axes, keepdim=True)
         squares = (centred * centred).sum(axes, keepdim=bool(keepdims or keepdim))
@@ -129,11 +133,11 @@ class CompositeOps:
         return out if keepdim else out.reshape(_reduced_shape(self.shape, axes))
 
     def log_softmax(self, dim=-1):
-        _require_float(self, "log_softmax")
+        require_float(self, "log_softmax")
         return self - self.logsumexp(dim, keepdim=True)
 
     def softmax(self, dim=-1):
-        _require_float(self, "softmax")
+        require_float(self, "softmax")
         shifted = self - self.detach().amax(dim, keepdim=True)
         e = shifted.exp()
         return e / e.sum(dim, keepdim=True)
@@ -177,6 +181,105 @@ class CompositeOps:
         if self.ndim == 0:
             raise ShapeError(f"{op} expects at least a 1-dimensional tensor, got a 0-d tensor")
         return wrap_dim(dim, self.ndim)
+
+    def narrow(self, dim, start, length):
+        """self[..., start:start + length, ...] along dim (a view, as torch's); start may be negative."""
+        if self.ndim == 0:
+            raise ShapeError("narrow() cannot be applied to a 0-dim tensor")
+        dim = wrap_dim(dim, self.ndim)
+        size, start, length = self.shape[dim], operator.index(start), operator.index(length)
+        if not -size <= start <= size:
+            raise OutOfRangeError(f"narrow: start out of range (expected to be in range of [{-size}, {size}], "
+                                  f"but got {start}) for dim {dim} of shape {self.shape}")
+        start = start + size if start < 0 else start
+        if length < 0 or start + length > size:
+            raise OutOfRangeError(f"narrow: start ({start}) + length ({length}) exceeds dimension size ({size}) "
+                                  f"of dim {dim} of shape {self.shape}")
+        return self[(slice(None),) * dim + (slice(start, start + length),)]
+
+    def repeat(self, *sizes):
+        """torch's repeat (numpy's tile): each dim tiled sizes[i] times; extra leading sizes add dims."""
+        sizes = tuple(operator.index(n) for n in (sizes[0] if len(sizes) == 1 and isinstance(sizes[0], (tuple, list))
+                                                  else sizes))
+        if len(sizes) < self.ndim:
+            raise ShapeError(f"repeat: number of dimensions of repeat dims {sizes} can not be smaller than "
+                             f"number of dimensions of tensor {self.shape}")
+        if any(n < 0 for n in sizes):
+            raise ShapeError(f"repeat: repeats {sizes} must be non-negative")
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        # each dim n becomes (1, n), expanded to (repeats, n), merged: the tiles lie one after another
+        paired = self.reshape(tuple(d for n in shape for d in (1, n)))
+        tiled = paired.expand(tuple(d for r, n in zip(sizes, shape) for d in (r, n)))
+        return tiled.reshape(tuple(r * n for r, n in zip(sizes, shape)))
+
+    # ---- ordering ------------------------------------------------------------------
+    def sort(self, dim=-1, descending=False, stable=False):
+        """(values, indices) sorted along dim. Always stable, whatever `stable` says: equal elements keep
+        their order (in either direction), so results are deterministic (torch leaves ties unspecified
+        unless stable=True). NaN sorts as the largest, as in torch. Values are differentiable."""
+        if self.ndim == 0:
+            return SortResult(self.clone(), self._wrap(get_array_module(self.data).zeros((), dtype="int64")))
+        dim = wrap_dim(dim, self.ndim)
+        xp = get_array_module(self.data)
+        if descending:
+            # the stable ascending order of the reversed values, reversed: descending, ties in order
+            flipped = xp.flip(self.data, axis=dim)
+            order = xp.flip(xp.argsort(flipped, axis=dim, kind="stable"), axis=dim)
+            order = self.shape[dim] - 1 - order
+        else:
+            order = xp.argsort(self.data, axis=dim, kind="stable")
+        indices = self._wrap(order.astype("int64"))
+        return SortResult(self.gather(dim, indices), indices)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """The k largest (or smallest) along dim, as (values, indices), always in sorted order; among
+        equal elements the earlier one comes first (see sort)."""
+        dim = wrap_dim(dim, self.ndim)
+        size = self.shape[dim] if self.ndim else 1
+        if not 0 <= operator.index(k) <= size:
+            raise OutOfRangeError(f"topk: selected index k={k} out of range for dim {dim} of size {size} "
+                                  f"(shape {self.shape})")
+        values, indices = self.sort(dim, descending=largest)
+        if self.ndim == 0:
+            return TopKResult(values, indices)
+        keep = (slice(None),) * dim + (slice(0, k),)
+        return TopKResult(values[keep], indices[keep])
+
+    # ---- sampling ------------------------------------------------------------------
+    def multinomial(self, num_samples, replacement=False):
+        """torch.multinomial: num_samples category indices per row of weights (C,) or (N, C) (not
+        necessarily normalised) -> int64 (num_samples,) or (N, num_samples). Drawn on the host from
+        the global generator (tg.manual_seed). Without replacement, successive draws proportional to
+        the remaining weights (the keys w / Exp(1), largest first); zero weights come only after every
+        positive one is taken, as in torch."""
+        if self.ndim not in (1, 2):
+            raise ShapeError(f"multinomial: prob_dist must be 1 or 2 dim, got shape {self.shape}")
+        require_float(self, "multinomial")
+        num_samples = operator.index(num_samples)
+        categories = self.shape[-1]
+        if num_samples <= 0:
+            raise ShapeError(f"multinomial: cannot sample n_sample <= 0 samples (got {num_samples})")
+        if not replacement and num_samples > categories:
+            raise ShapeError(f"multinomial: cannot sample n_sample ({num_samples}) > prob_dist.size(-1) "
+                             f"({categories}) samples without replacement (shape {self.shape})")
+        weights = backend.to_numpy(self.data).astype("float64").reshape(-1, categories)
+        if not (np.isfinite(weights).all() and (weights >= 0).all()):
+            raise ValueError(f"multinomial: probability tensor of shape {self.shape} contains either "
+                             "`inf`, `nan` or element < 0")
+        if (weights.sum(axis=1) <= 0).any():
+            raise ValueError(f"multinomial: invalid multinomial distribution (sum of probabilities <= 0) "
+                             f"in a row of the tensor of shape {self.shape}")
+        rng = backend.host_rng()
+        if replacement:
+            cdf = weights.cumsum(axis=1)
+            cdf /= cdf[:, -1:]  # the last entry exactly 1: a uniform in [0, 1) never passes it
+            uniforms = rng.random((len(weights), num_samples))
+            samples = np.stack([np.searchsorted(row, u, side="right") for row, u in zip(cdf, uniforms)])
+        else:
+            keys = weights / rng.standard_exponential(weights.shape)
+            samples = np.argsort(-keys, axis=1, kind="stable")[:, :num_samples]
+        samples = samples.astype("int64").reshape(self.shape[:-1] + (num_samples,))
+        return self._wrap(backend.asarray(samples, device=self.device))
 
     def gather(self, dim, index):
         """torch.gather: out[i][j] = self[i][index[i][j]] along `dim`."""

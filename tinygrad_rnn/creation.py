@@ -5,7 +5,7 @@ import numpy as np
 
 from . import backend, dtypes
 from .backend import manual_seed  # noqa: F401  (re-exported: the one global seed)
-from .errors import ShapeError
+from .errors import DTypeError, ShapeError
 from .tensor import Tensor, _shape_args
 
 
@@ -30,6 +30,29 @@ def _make(array, device, requires_grad):
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def from_numpy(array):
+    """A CPU tensor sharing array's memory, as torch's: writes to either show in the other."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected np.ndarray (got {type(array).__name__})")
+    if array.dtype.kind not in "biuf":
+        raise DTypeError(f"from_numpy: can't convert np.ndarray of type {array.dtype}; the only supported "
+                         "types are float, integer and bool")
+    return Tensor._make(array)
+
+
+def as_tensor(data, dtype=None, device=None):
+    """data as a tensor without copying when it can be (torch's as_tensor): a Tensor of that dtype and
+    device is returned as it is (graph included), else converted with .to(); a numpy array of that dtype
+    on the CPU shares its memory; anything else is copied, as tensor() does."""
+    dtype = None if dtype is None else np.dtype(dtype)
+    if isinstance(data, Tensor):
+        return data.to(device, dtype)
+    if isinstance(data, np.ndarray) and dtype in (None, data.dtype) and data.dtype.kind in "biuf" \
+            and backend.canonical_device(device or "cpu") == "cpu":
+        return Tensor._make(data)
+    return Tensor(data, dtype=dtype, device=device)
 
 
 def _filled(value, shape, dtype, device, requires_grad, who):

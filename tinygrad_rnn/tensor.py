@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from . import autograd, backend, dtypes
+from . import autograd, backend, dtypes, linalg
 from . import ops as F
 from .composite import CompositeOps, normalize_axes, wrap_dim
 from .errors import DeviceError, DTypeError, GraphError, OutOfRangeError, ShapeError, TinyGradRNNError
@@ -205,6 +205,48 @@ class Tensor(CompositeOps):
 
     def astype(self, dtype):
         return self.to(dtype=dtype)
+
+    def type(self, dtype=None):
+        """Without an argument, the type's name in torch's style ('tinygrad_rnn.FloatTensor'); with a
+        dtype (or such a name, torch's or ours), .to(dtype)."""
+        if dtype is None:
+            return f"tinygrad_rnn.{_TYPE_NAMES.get(self.dtype, str(self.dtype))}"
+        if isinstance(dtype, str) and "." in dtype:
+            module, _, name = dtype.partition(".")
+            by_name = {v: k for k, v in _TYPE_NAMES.items()}
+            if module not in ("torch", "tinygrad_rnn") or name not in by_name:
+                raise DTypeError(f"type(): invalid type {dtype!r}; expected one of "
+                                 f"{sorted('tinygrad_rnn.' + n for n in by_name)}")
+            dtype = by_name[name]
+        return self.to(dtype=dtype)
+
+    def contiguous(self):
+        """self: numpy arrays need no reordering before the ops here use them."""
+        return self
+
+    # ---- new tensors with self's dtype and device (torch's new_*) ----------------------
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
+        size = _shape_args((size,) if isinstance(size, int) else tuple(size))
+        if any(n < 0 for n in size):
+            raise ShapeError(f"new_full: trying to create a tensor with negative dimension: {size}")
+        device = self.device if device is None else backend.canonical_device(device)
+        array = backend.xp_for(device).full(size, fill_value, dtype=self.dtype if dtype is None else np.dtype(dtype))
+        return Tensor._make(array).requires_grad_(requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        return self.new_full(_shape_args(size), 0, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return self.new_full(_shape_args(size), 1, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    # torch's new_empty leaves the memory uninitialised; zeros cost little more and are never garbage
+    new_empty = new_zeros
+
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False):
+        """A copy of data (never sharing memory, as torch's), in self's dtype and device unless told."""
+        data = data.detach().data if isinstance(data, Tensor) else data
+        return Tensor(data, dtype=self.dtype if dtype is None else dtype,
+                      device=self.device if device is None else device, requires_grad=requires_grad)
 
     # ---- graph -----------------------------------------------------------------------
     def detach(self):
@@ -470,6 +512,10 @@ class Tensor(CompositeOps):
         value = self._fitted_value(value, "masked_fill_")
         return self._inplace(lambda s: where(mask, value, s), "masked_fill_")
 
+    def masked_fill(self, mask, value):
+        """self with value where mask holds (out of place; mask and self broadcast, as torch's)."""
+        return where(mask, self._fitted_value(value, "masked_fill"), self)
+
     def fill_(self, value):
         value = self._fitted_value(value, "fill_")
         return self._inplace(lambda s: where(True, value, s), "fill_")
@@ -527,6 +573,15 @@ class Tensor(CompositeOps):
 
     def sqrt(self):
         return apply(F.Sqrt, self)
+
+    def sin(self):
+        return apply(F.Sin, self)
+
+    def cos(self):
+        return apply(F.Cos, self)
+
+    def erf(self):
+        return apply(F.Erf, self)
 
     def abs(self):
         return apply(F.Abs, self)
@@ -612,6 +667,21 @@ class Tensor(CompositeOps):
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return apply(F.Permute, self, axes=tuple(axes))
 
+    def t(self):
+        """torch's t(): a 2-D tensor transposed; 0-d and 1-d ones as they are."""
+        if self.ndim > 2:
+            raise ShapeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D "
+                             f"(shape {self.shape}); use transpose(dim0, dim1) or permute")
+        return self.transpose(0, -1) if self.ndim == 2 else self
+
+    def norm(self, p="fro", dim=None, keepdim=False):
+        """torch's Tensor.norm for vectors: p in {'fro' (= 2), numbers, inf, -inf} (linalg.vector_norm)."""
+        if isinstance(p, str):
+            if p != "fro":
+                raise ValueError(f"norm: p={p!r} is not supported; use a number or 'fro'")
+            p = 2
+        return linalg.vector_norm(self, p, dim, keepdim)
+
     @property
     def T(self):
         return apply(F.Permute, self, axes=tuple(reversed(range(self.ndim))))
@@ -642,6 +712,13 @@ class Tensor(CompositeOps):
 
     def one_hot(self, num_classes=-1):
         return one_hot(self, num_classes)
+
+
+# torch's legacy type names, for Tensor.type()
+_TYPE_NAMES = {np.dtype(k): v for k, v in ((np.float32, "FloatTensor"), (np.float64, "DoubleTensor"),
+                                           (np.float16, "HalfTensor"), (np.int64, "LongTensor"),
+                                           (np.int32, "IntTensor"), (np.int16, "ShortTensor"),
+                                           (np.int8, "CharTensor"), (np.uint8, "ByteTensor"), (np.bool_, "BoolTensor"))}
 
 
 # ---- type promotion --------------------------------------------------------------------

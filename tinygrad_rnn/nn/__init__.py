@@ -1,7 +1,7 @@
 """Neural-network building blocks, named and laid out as in torch.nn."""
 from . import functional, init, utils  # noqa: F401
-from .layers import (BatchNorm1d, Dropout, Embedding, Flatten, Identity, Linear, LogSoftmax,  # noqa: F401
-                     ModuleDict, ModuleList, ReLU, Sequential, Sigmoid, Tanh)
+from .layers import (GELU, BatchNorm1d, Dropout, Embedding, Flatten, Identity, LayerNorm, Linear,  # noqa: F401
+                     LogSoftmax, ModuleDict, ModuleList, ReLU, Sequential, Sigmoid, Tanh)
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: F401
 from .module import Module, Parameter
 from .cells import GRUCell, LSTMCell, RNNCell, gru_cell, lstm_cell, rnn_relu_cell, rnn_tanh_cell  # noqa: F401

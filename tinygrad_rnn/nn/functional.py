@@ -62,6 +62,19 @@ def logsigmoid(input):
     return apply(P.LogSigmoid, input)
 
 
+def gelu(input, approximate="none"):
+    """x Phi(x), Phi the standard normal CDF (through erf); approximate='tanh' is torch's tanh form."""
+    if approximate == "none":
+        return input * 0.5 * (1 + (input * _SQRT_HALF).erf())
+    if approximate == "tanh":
+        return input * 0.5 * (1 + ((input + 0.044715 * input * input * input) * _SQRT_TWO_OVER_PI).tanh())
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+_SQRT_HALF = 0.7071067811865476
+_SQRT_TWO_OVER_PI = 0.7978845608028654
+
+
 def softmax(input, dim):
     return input.softmax(dim)
 
@@ -100,10 +113,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """
     if input.ndim not in (2, 3):
         raise ShapeError(f"batch_norm: expected 2D or 3D input (N, C) or (N, C, L), got shape {input.shape}")
-    mixed = {str(t.dtype) for t in (running_mean, running_var, weight, bias) if t is not None} - {str(input.dtype)}
-    if mixed:  # torch refuses too; promoting would quietly turn a float32 model float64
-        raise DTypeError(f"batch_norm: input is {input.dtype} but its parameters/buffers are "
-                         f"{', '.join(sorted(mixed))}; cast the input or the module (.double()/.float())")
+    _check_parameter_dtypes("batch_norm", input, running_mean, running_var, weight, bias)
     channels = input.shape[1]
     axes = (0,) + tuple(range(2, input.ndim))
     shape = (1, channels) + (1,) * (input.ndim - 2)
@@ -126,6 +136,33 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if bias is not None:
         out = out + bias.reshape(shape)
     return out
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the last len(normalized_shape) dims, which must equal normalized_shape, with the
+    biased variance; then scale by weight and shift by bias (both of normalized_shape)."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or input.ndim < len(shape) or input.shape[input.ndim - len(shape):] != shape:
+        raise ShapeError(f"layer_norm: input of shape {input.shape} does not end in normalized_shape {shape}")
+    _check_parameter_dtypes("layer_norm", input, weight, bias)
+    axes = tuple(range(input.ndim - len(shape), input.ndim))
+    centred = input - input.mean(axes, keepdim=True)
+    variance = (centred * centred).mean(axes, keepdim=True)
+    out = centred / (variance + eps).sqrt()
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def _check_parameter_dtypes(op, input, *tensors):
+    """A normalisation's parameters and buffers must have the input's dtype: torch refuses too, and
+    promoting would quietly turn a float32 model float64."""
+    mixed = {str(t.dtype) for t in tensors if t is not None} - {str(input.dtype)}
+    if mixed:
+        raise DTypeError(f"{op}: input is {input.dtype} but its parameters/buffers are "
+                         f"{', '.join(sorted(mixed))}; cast the input or the module (.double()/.float())")
 
 
 def _blend(buffer, batch_value, momentum):

@@ -1,2 +1,2 @@
 """torch.nn.modules.activation's names."""
-from ..layers import LogSoftmax, ReLU, Sigmoid, Tanh
+from ..layers import GELU, LogSoftmax, ReLU, Sigmoid, Tanh

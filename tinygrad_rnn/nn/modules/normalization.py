@@ -1,0 +1,2 @@
+"""torch.nn.modules.normalization's names."""
+from ..layers import LayerNorm
