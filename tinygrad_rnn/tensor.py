@@ -797,7 +797,8 @@ def apply(op, *inputs, **kwargs):
     if record:
         ctx.scope = _state.scope
         shape = out.shape  # a new tuple each time numpy is asked: nodes keep one per distinct shape
-        ctx.shape, ctx.dtype = _SHAPES.get(shape) or _intern_shape(shape), out.dtype
+        interned = _SHAPES.get(shape)  # (not `or`: the 0-d shape () is falsy)
+        ctx.shape, ctx.dtype = _intern_shape(shape) if interned is None else interned, out.dtype
         if ctx.saved:
             _record_versions(ctx, inputs, t)
         t.requires_grad, t._ctx = True, ctx
