@@ -159,13 +159,15 @@ def test_manual_seed_reproduces():
 
 def test_tensor_api_basics(device):
     x = tg.arange(6.0, device=device).reshape(2, 3)
-    assert x.shape == (2, 3) and x.ndim == 2 and x.size() == 6 and x.size(1) == 3 and len(x) == 2
+    assert x.shape == (2, 3) and x.ndim == 2 and len(x) == 2
+    assert x.size() == (2, 3) and x.numel() == 6 and x.size(1) == 3  # size() is the shape, as in torch
     assert x.device == device and x.dtype == np.float32
     assert x[1, 2].item() == 5.0 and isinstance(x.numpy(), np.ndarray)
     assert x.tolist() == [[0, 1, 2], [3, 4, 5]]
     assert x.max(dim=1).indices.tolist() == [2, 2]
     assert x.argmax().item() == 5
-    assert tg.one_hot(tg.tensor([0, 2], device=device), 3).tolist() == [[1, 0, 0], [0, 0, 1]]
+    hot = tg.one_hot(tg.tensor([0, 2], device=device), 3)
+    assert hot.tolist() == [[1, 0, 0], [0, 0, 1]] and hot.dtype == np.int64  # as torch
     assert "device" in repr(x) or device == "cpu"
 
 

@@ -89,9 +89,9 @@ class Tensor(CompositeOps):
         return self.data.ndim
 
     def size(self, dim=None):
-        """Number of elements, or the length of one dim (torch's `size(dim)`)."""
+        """The shape (a tuple, as torch.Size is), or the length of one dim; numel() counts elements."""
         if dim is None:
-            return int(self.data.size)
+            return self.shape
         if self.ndim == 0:
             raise OutOfRangeError(f"size({dim}): dimension specified as {dim} but the tensor has no dimensions")
         return self.shape[wrap_dim(dim, self.ndim)]
@@ -1084,7 +1084,7 @@ def where(condition, a, b):
 
 
 def one_hot(indices, num_classes=-1):
-    """Integer tensor (...) -> (..., num_classes) of 0/1 in the default float dtype; no grad.
+    """Integer tensor (...) -> (..., num_classes) of 0/1 as int64, as torch (`.float()` for a model's input); no grad.
     Classes must lie in [0, num_classes), as torch demands: a zero row would hide a bad label."""
     data = indices.data
     F.check_index_array(data, "one_hot")
@@ -1101,4 +1101,4 @@ def one_hot(indices, num_classes=-1):
         elif high >= num_classes:
             raise OutOfRangeError(f"one_hot: class values must be smaller than num_classes ({num_classes}), "
                                   f"got {high}")
-    return Tensor._make((data[..., None] == xp.arange(num_classes)).astype(backend.get_default_dtype()))
+    return Tensor._make((data[..., None] == xp.arange(num_classes)).astype(np.int64))

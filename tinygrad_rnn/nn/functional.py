@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import backend
 from .. import ops as P
 from ..backend import get_array_module
-from ..errors import DeviceError, DTypeError, ShapeError
+from ..errors import DeviceError, DTypeError, OutOfRangeError, ShapeError
 from ..tensor import Tensor, apply, get_xp, one_hot, where  # noqa: F401  (one_hot re-exported, as in torch)
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -94,7 +94,7 @@ def embedding(input, weight, padding_idx=None):
         low, high = int(index.data.min()), int(index.data.max())
         if low < 0 or high >= count:
             bad = low if low < 0 else high
-            raise ShapeError(f"embedding: index {bad} is out of range for a weight of {count} rows "
+            raise OutOfRangeError(f"embedding: index {bad} is out of range for a weight of {count} rows "
                              f"(valid indices 0..{count - 1}; input shape {index.shape})")
     rows = weight[index]
     if padding_idx is None:
@@ -359,7 +359,7 @@ def _check_classes(safe, kept, classes, ignore_index, op):
     bad = kept & ((safe < 0) | (safe >= classes))
     if bool(bad.any()):
         first = int(safe[bad].reshape(-1)[0])
-        raise ShapeError(f"{op}: target {first} is out of bounds for {classes} classes "
+        raise OutOfRangeError(f"{op}: target {first} is out of bounds for {classes} classes "
                          f"(valid 0..{classes - 1}, or ignore_index={ignore_index})")
 
 
