@@ -377,3 +377,12 @@ def test_gelu_matches_torch(approximate):
                 lambda x: torch.nn.functional.gelu(x, approximate=approximate), (3, 4))
     with pytest.raises(ValueError, match="approximate"):
         tg.nn.functional.gelu(tg.ones(2), approximate="erf")
+
+
+@needs_torch
+@pytest.mark.parametrize("a, b", [(1.0, 0.0), (1, 0), (1, 2.5), (True, False)])
+def test_where_with_two_scalars_matches_torch(a, b):
+    mask = np.array([True, False, True])
+    ours, theirs = tg.where(tg.tensor(mask), a, b), torch.where(torch.tensor(mask), a, b)
+    assert ours.tolist() == theirs.tolist()
+    assert ours.dtype == np.dtype(str(theirs.dtype).removeprefix("torch."))

@@ -1072,7 +1072,11 @@ def _tensor_list(tensors, op):
 
 def where(condition, a, b):
     """a where condition holds, else b (promoted to one dtype as torch does); the condition (any dtype,
-    read as bool) gets no gradient."""
+    read as bool) gets no gradient. With two Python scalars, as torch.where(mask, 1.0, 0.0), the result
+    takes the condition's device and the scalars' dtype (the default float dtype for floats)."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        on = condition.data if isinstance(condition, Tensor) else condition
+        a = Tensor(a, device=backend.device_of(on) if backend.is_array(on) else None)
     a, b = _promoted(a, b)
     if isinstance(condition, Tensor):
         condition = condition.data
