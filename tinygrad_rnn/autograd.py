@@ -274,15 +274,14 @@ class Function:
 
     Subclasses implement `forward(*arrays, **kwargs)` and `backward(grad)` on raw arrays and keep
     what backward needs with `save_for_backward`; the engine frees it after backward. Set when
-    recorded: `parents` (per input: its node, the leaf tensor, or None when it needs no gradient),
-    `scope`, `shape` and `dtype` of the output. `apply` runs the op on Tensors.
+    recorded: `scope`, and the `shape` and `dtype` of the output. `apply` runs the op on Tensors.
     """
 
     differentiable = True
     # Set before forward (per input: its node, the leaf tensor, or None when it needs no gradient,
     # all None when no graph is recorded), so forward can save only what the wanted gradients use.
     parents = ()
-    saved = ()  # None once backward freed it (see _free)
+    saved = ()  # None once backward freed it (the sweep's last step per node)
     saved_versions = ()  # (version counter, value when saved, input index or -1, position in saved)
     hooks = None  # {handle id: fn(grad) -> grad or None}, run before this node's backward; a dict
     # (perhaps empty) whenever `retained` is set, so that the sweep checks one attribute per node
