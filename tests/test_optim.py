@@ -229,10 +229,10 @@ def test_zero_grad_and_closure():
 
 def test_update_is_in_place():
     p = Parameter(tg.tensor(np.array([1.0, 2.0])))
-    data = p.data
+    data = p._data
     p.grad = tg.tensor(np.array([1.0, 1.0]))
     optim.SGD([p], lr=0.5).step()
-    assert p.data is data and np.array_equal(data, [0.5, 1.5])
+    assert p._data is data and np.array_equal(data, [0.5, 1.5])
 
 
 @pytest.mark.parametrize("make,message", [

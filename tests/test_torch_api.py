@@ -247,8 +247,8 @@ def test_from_numpy_shares_memory():
 
 def test_as_tensor_copies_only_when_it_must():
     array = np.arange(3.0)
-    assert np.shares_memory(tg.as_tensor(array).data, array)
-    assert not np.shares_memory(tg.as_tensor(array, dtype=tg.float32).data, array)
+    assert np.shares_memory(tg.as_tensor(array)._data, array)
+    assert not np.shares_memory(tg.as_tensor(array, dtype=tg.float32)._data, array)
     t = tg.tensor([1.0], requires_grad=True)
     assert tg.as_tensor(t) is t
     converted = tg.as_tensor(t, dtype=tg.float64)

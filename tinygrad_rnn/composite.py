@@ -126,8 +126,8 @@ class CompositeOps:
         if self.dtype.kind not in "fc":  # torch's logsumexp takes integers, in the default float dtype
             return self.to(dtype=backend.get_default_dtype()).logsumexp(dim, keepdim)
         axes = normalize_axes(dim, self.ndim)
-        xp = get_array_module(self.data)
-        peak = self.detach().amax(axes, keepdim=True).data
+        xp = get_array_module(self._data)
+        peak = self.detach().amax(axes, keepdim=True)._data
         shift = self._wrap(xp.where(xp.isfinite(peak), peak, 0))
         out = (self - shift).exp().sum(axes, keepdim=True).log() + shift
         return out if keepdim else out.reshape(_reduced_shape(self.shape, axes))
@@ -218,16 +218,16 @@ class CompositeOps:
         their order (in either direction), so results are deterministic (torch leaves ties unspecified
         unless stable=True). NaN sorts as the largest, as in torch. Values are differentiable."""
         if self.ndim == 0:
-            return SortResult(self.clone(), self._wrap(get_array_module(self.data).zeros((), dtype="int64")))
+            return SortResult(self.clone(), self._wrap(get_array_module(self._data).zeros((), dtype="int64")))
         dim = wrap_dim(dim, self.ndim)
-        xp = get_array_module(self.data)
+        xp = get_array_module(self._data)
         if descending:
             # the stable ascending order of the reversed values, reversed: descending, ties in order
-            flipped = xp.flip(self.data, axis=dim)
+            flipped = xp.flip(self._data, axis=dim)
             order = xp.flip(xp.argsort(flipped, axis=dim, kind="stable"), axis=dim)
             order = self.shape[dim] - 1 - order
         else:
-            order = xp.argsort(self.data, axis=dim, kind="stable")
+            order = xp.argsort(self._data, axis=dim, kind="stable")
         indices = self._wrap(order.astype("int64"))
         return SortResult(self.gather(dim, indices), indices)
 
@@ -262,7 +262,7 @@ class CompositeOps:
         if not replacement and num_samples > categories:
             raise ShapeError(f"multinomial: cannot sample n_sample ({num_samples}) > prob_dist.size(-1) "
                              f"({categories}) samples without replacement (shape {self.shape})")
-        weights = backend.to_numpy(self.data).astype("float64").reshape(-1, categories)
+        weights = backend.to_numpy(self._data).astype("float64").reshape(-1, categories)
         if not (np.isfinite(weights).all() and (weights >= 0).all()):
             raise ValueError(f"multinomial: probability tensor of shape {self.shape} contains either "
                              "`inf`, `nan` or element < 0")
@@ -283,7 +283,7 @@ class CompositeOps:
 
     def gather(self, dim, index):
         """torch.gather: out[i][j] = self[i][index[i][j]] along `dim`."""
-        data = getattr(index, "data", None)  # a Tensor's array; lists, numpy and torch go through the host
+        data = getattr(index, "_data", None)  # a Tensor's array; lists, numpy and torch go through the host
         # a copy, kept by the graph: a later write to the caller's index must not move the gradient
         index = data.copy() if backend.is_array(data) else backend.asarray(backend.host_array(index),
                                                                             device=self.device, copy=True)
@@ -292,7 +292,7 @@ class CompositeOps:
             raise ShapeError(f"gather: index of shape {tuple(index.shape)} must have as many dims as "
                              f"the input of shape {self.shape}")
         dim = wrap_dim(dim, self.ndim)
-        xp = get_array_module(self.data)
+        xp = get_array_module(self._data)
         grids = list(xp.meshgrid(*[xp.arange(n) for n in index.shape], indexing="ij", sparse=True))
         grids[dim] = index
         return self[tuple(grids)]

@@ -25,11 +25,11 @@ def numerical_jacobians(fn, inputs, eps=1e-6):
             values = []
             for step in (eps, -eps):
                 flat[k] = saved + step
-                x.data = _like(host, x)
+                x._data = _like(host, x)
                 with no_grad():
                     values.append(np.concatenate([o.numpy().reshape(-1) for o in _outputs(fn, inputs)]))
             flat[k] = saved
-            x.data = _like(host, x)
+            x._data = _like(host, x)
             columns.append((values[0] - values[1]) / (2 * eps))
         jacobians.append(np.stack(columns, axis=1) if columns else np.zeros((0, 0)))
     return jacobians

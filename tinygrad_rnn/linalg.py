@@ -28,7 +28,7 @@ def vector_norm(x, ord=2, dim=None, keepdim=False):
     powered = x * x if ord == 2 else x.abs() ** ord
     total = powered.sum(axes, keepdim=keepdim)
     # root where the total is not 0, 0 where it is: the root's slope there (inf) never enters backward
-    zero = (total == 0).data
+    zero = (total == 0)._data
     safe = total.masked_fill(zero, 1)
     root = safe.sqrt() if ord == 2 else safe ** (1.0 / ord)
     return root.masked_fill(zero, 0)

@@ -39,25 +39,25 @@ for _one in _ONES.values():
 class Tensor(CompositeOps):
     # _vc: the storage's version counter, [n], made on first need and shared with views;
     # _view: (base tensor, chain of view ops from it, base version when this node was made) or None
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_vc", "_view", "__dict__", "__weakref__")
+    __slots__ = ("_data", "grad", "requires_grad", "_ctx", "_vc", "_view", "__dict__", "__weakref__")
     name = None  # an optional label for graph rendering
     _hooks = None  # a leaf's {handle id: hook}, run on its summed gradient before .grad
     __array_priority__ = 1000  # numpy scalars on the left defer to our __radd__ etc.
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         if isinstance(data, Tensor):
-            data = data.data
+            data = data._data
         if dtype is None and not backend.is_array(data):
             dtype = dtypes.infer_dtype(data)  # torch's: [1, 2.5] is float32, not numpy's float64
         # A copy, as torch.tensor makes: in-place optimiser steps must not reach the caller's array.
         try:
-            self.data = backend.asarray(data, dtype=dtype, copy=True,
+            self._data = backend.asarray(data, dtype=dtype, copy=True,
                                         device=device if device is not None else _device_or_cpu(data))
         except ValueError as e:  # ragged lists, which numpy refuses once it is told the dtype
             raise DTypeError(f"tensor(): could not make a {dtype} tensor from {_describe(data)} ({e})") from None
-        if self.data.dtype.kind not in _NUMERIC_KINDS:  # None, strings, ragged lists: numpy makes object arrays
+        if self._data.dtype.kind not in _NUMERIC_KINDS:  # None, strings, ragged lists: numpy makes object arrays
             raise DTypeError(f"tensor(): could not infer a numeric dtype from {_describe(data)} "
-                             f"(numpy made {self.data.dtype})")
+                             f"(numpy made {self._data.dtype})")
         self.grad = self._ctx = self._vc = self._view = None
         self.requires_grad = False
         if requires_grad:
@@ -66,27 +66,46 @@ class Tensor(CompositeOps):
     @classmethod
     def _make(cls, data, requires_grad=False, ctx=None):
         t = _new(cls)
-        t.data = data if type(data) is _ndarray else ensure_array(data)
+        t._data = data if type(data) is _ndarray else ensure_array(data)
         t.requires_grad, t._ctx = requires_grad, ctx
         t.grad = t._vc = t._view = None
         return t
 
     # ---- properties ----------------------------------------------------------------
+    # The array lives in `_data`: the engine reads it on every op, and a slot read is the cheapest
+    # there is. `.data` is torch's, for ported code (`p.data.add_(p.grad, alpha=-lr)`).
+    @property
+    def data(self):
+        """torch's .data: a Tensor on the same storage that does not require grad and has no graph.
+        As in torch, it has a version counter of its own, so writes through it are invisible to
+        autograd: a node that saved this storage will not notice (use `with tg.no_grad():` and the
+        tensor itself to be caught)."""
+        return Tensor._make(self._data)
+
+    @data.setter
+    def data(self, value):
+        """`t.data = other`: t takes other's storage (shape and dtype too, as in torch) and keeps its
+        requires_grad, graph node and .grad."""
+        if not isinstance(value, Tensor):
+            raise DTypeError(f"Tensor.data has to be set to a Tensor, but got {type(value).__name__}")
+        # t no longer views its old storage: a fresh counter, and no base to be made again from
+        self._data, self._vc, self._view = value._data, None, None
+
     @property
     def shape(self):
-        return self.data.shape  # a tuple on every backend
+        return self._data.shape  # a tuple on every backend
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def device(self):
-        return backend.device_of(self.data)
+        return backend.device_of(self._data)
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self._data.ndim
 
     def size(self, dim=None):
         """The shape (a tuple, as torch.Size is), or the length of one dim; numel() counts elements."""
@@ -97,10 +116,10 @@ class Tensor(CompositeOps):
         return self.shape[wrap_dim(dim, self.ndim)]
 
     def numel(self):
-        return int(self.data.size)
+        return int(self._data.size)
 
     def dim(self):
-        return self.data.ndim
+        return self._data.ndim
 
     def __len__(self):
         if self.ndim == 0:
@@ -149,7 +168,7 @@ class Tensor(CompositeOps):
 
     # ---- conversion ------------------------------------------------------------------
     def numpy(self):
-        return backend.to_numpy(self.data)
+        return backend.to_numpy(self._data)
 
     def tolist(self):
         return self.numpy().tolist()
@@ -162,7 +181,7 @@ class Tensor(CompositeOps):
         return array.copy() if copy else array
 
     def item(self):
-        if self.data.size != 1:
+        if self._data.size != 1:
             raise ShapeError(f"item(): only one-element tensors convert to a Python number, got shape {self.shape}")
         return self.numpy().reshape(()).item()
 
@@ -244,14 +263,14 @@ class Tensor(CompositeOps):
 
     def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False):
         """A copy of data (never sharing memory, as torch's), in self's dtype and device unless told."""
-        data = data.detach().data if isinstance(data, Tensor) else data
+        data = data.detach()._data if isinstance(data, Tensor) else data
         return Tensor(data, dtype=self.dtype if dtype is None else dtype,
                       device=self.device if device is None else device, requires_grad=requires_grad)
 
     # ---- graph -----------------------------------------------------------------------
     def detach(self):
         """The same storage (and version counter), cut from the graph (truncated BPTT)."""
-        t = Tensor._make(self.data)
+        t = Tensor._make(self._data)
         t._vc = _counter(self)
         return t
 
@@ -308,7 +327,7 @@ class Tensor(CompositeOps):
         if not self._fresh().requires_grad:
             raise GraphError(f"backward() on a tensor of shape {self.shape} that does not require grad "
                              "(no input had requires_grad=True, or it was made under no_grad())")
-        data = self.data
+        data = self._data
         if gradient is None:
             if data.size != 1:
                 raise GraphError(f"backward() on a non-scalar tensor of shape {self.shape} needs an "
@@ -317,7 +336,7 @@ class Tensor(CompositeOps):
             if seed is None or seed.shape != data.shape:
                 seed = backend.get_array_module(data).ones(data.shape, dtype=data.dtype)
             return seed
-        seed = gradient.data if isinstance(gradient, Tensor) else backend.asarray(gradient, device=self.device)
+        seed = gradient._data if isinstance(gradient, Tensor) else backend.asarray(gradient, device=self.device)
         if tuple(seed.shape) != self.shape:
             raise ShapeError(f"backward(): gradient of shape {tuple(seed.shape)} for a tensor of shape {self.shape}")
         return seed.astype(self.dtype, copy=False)
@@ -325,17 +344,17 @@ class Tensor(CompositeOps):
     def _accumulate_grad(self, grad, owned=False):
         """Add a gradient array into .grad (the engine calls this for leaves and retained grads).
         Under a lock: two threads' backwards into one shared parameter must both count."""
-        if grad.dtype != self.data.dtype:
-            grad, owned = grad.astype(self.data.dtype), True
+        if grad.dtype != self._data.dtype:
+            grad, owned = grad.astype(self._data.dtype), True
         with _grad_lock:
             if self.grad is None:
                 # Unless the engine made it, a copy: an op's backward may hand one array to several inputs.
                 self.grad = Tensor._make(grad if owned else grad.copy())
             else:
-                self.grad.data = ensure_array(self.grad.data + grad)
+                self.grad._data = ensure_array(self.grad._data + grad)
 
     def _bump_version(self):
-        """Record an in-place write to the storage (optimisers call this after updating .data)."""
+        """Record an in-place write to the storage (optimisers call this after updating ._data)."""
         _counter(self)[0] += 1
 
     # ---- helpers to lift constants -------------------------------------------------
@@ -346,7 +365,7 @@ class Tensor(CompositeOps):
         if isinstance(other, Tensor):
             return other
         if dtypes.is_scalar(other):
-            dtype = dtypes.result_type_with_scalar(self.data.dtype, other)
+            dtype = dtypes.result_type_with_scalar(self._data.dtype, other)
             return Tensor._make(_scalar_array(other, dtype, get_xp(self)))
         return Tensor(other, device=self.device)
 
@@ -359,7 +378,7 @@ class Tensor(CompositeOps):
     # reads). `is`: numpy hands out one dtype object per builtin dtype; an equal but distinct one (a
     # byte-swapped array's) merely takes the slow path, which finds nothing to cast.
     def __add__(self, other):
-        if not (isinstance(other, Tensor) and other.data.dtype is self.data.dtype):
+        if not (isinstance(other, Tensor) and other._data.dtype is self._data.dtype):
             self, other = _promoted(self, other)
         return apply(F.Add, self, other)
 
@@ -367,7 +386,7 @@ class Tensor(CompositeOps):
         return apply(F.Add, *_promoted(other, self))
 
     def __sub__(self, other):
-        if not (isinstance(other, Tensor) and other.data.dtype is self.data.dtype):
+        if not (isinstance(other, Tensor) and other._data.dtype is self._data.dtype):
             self, other = _promoted(self, other)
         return apply(F.Sub, self, other)
 
@@ -375,7 +394,7 @@ class Tensor(CompositeOps):
         return apply(F.Sub, *_promoted(other, self))
 
     def __mul__(self, other):
-        if not (isinstance(other, Tensor) and other.data.dtype is self.data.dtype):
+        if not (isinstance(other, Tensor) and other._data.dtype is self._data.dtype):
             self, other = _promoted(self, other)
         return apply(F.Mul, self, other)
 
@@ -383,8 +402,8 @@ class Tensor(CompositeOps):
         return apply(F.Mul, *_promoted(other, self))
 
     def __truediv__(self, other):
-        dtype = self.data.dtype
-        if not (isinstance(other, Tensor) and other.data.dtype is dtype and dtype.kind in "fc"):
+        dtype = self._data.dtype
+        if not (isinstance(other, Tensor) and other._data.dtype is dtype and dtype.kind in "fc"):
             self, other = _promoted(self, other, true_divide=True)
         return apply(F.Div, self, other)
 
@@ -430,7 +449,7 @@ class Tensor(CompositeOps):
         if new.requires_grad and view is not None:
             self._write_region(owner, view[1], new)
             return self
-        self._write(lambda data: _assign(data, Ellipsis, new.data), what)
+        self._write(lambda data: _assign(data, Ellipsis, new._data), what)
         if new.requires_grad:
             _move_retained(self, new._ctx)
             self._ctx, self.requires_grad = new._ctx, True
@@ -449,7 +468,7 @@ class Tensor(CompositeOps):
 
     def _write(self, write, what):
         try:
-            write(self.data)
+            write(self._data)
         except ValueError as e:  # a read-only broadcast view (expand) refuses writes
             raise ShapeError(f"{what}: cannot write into this tensor of shape {self.shape} ({e}); "
                              "expanded tensors share memory between elements, .clone() it first") from None
@@ -476,7 +495,7 @@ class Tensor(CompositeOps):
                                  "written in place while grad is enabled; do it under tg.no_grad() or on a .clone()")
             self._write_region(base, chain + ((F.GetItem, {"index": index}),), value)
         else:
-            self._write(lambda data: _assign(data, index, value.data), "t[...] = v")
+            self._write(lambda data: _assign(data, index, value._data), "t[...] = v")
 
     def _fitted_value(self, value, what="t[...] = v"):
         """A value to write into self (setitem, fill_, masked_fill_, copy_): moved nowhere, but cast
@@ -523,6 +542,21 @@ class Tensor(CompositeOps):
     def zero_(self):
         return self.fill_(0)
 
+    def normal_(self, mean=0.0, std=1.0):
+        """In place, values from N(mean, std^2), drawn on the host from the global generator
+        (tg.manual_seed) as nn.init's are."""
+        return self._fill_from_host(backend.host_rng().normal(mean, std, size=self.shape), "normal_")
+
+    def uniform_(self, low=0.0, high=1.0):
+        """In place, values from U[low, high) (torch's `from`, `to`: positional, as Python spells it)."""
+        return self._fill_from_host(backend.host_rng().uniform(low, high, size=self.shape), "uniform_")
+
+    def _fill_from_host(self, values, what):
+        if self.dtype.kind not in "fc":
+            raise DTypeError(f"{what}: expects a floating tensor, got {self.dtype}")
+        value = Tensor._make(backend.asarray(values.astype(self.dtype), device=self.device))
+        return self._inplace(lambda s: where(True, value, s), what)
+
     def copy_(self, src):
         """Copy src's values (broadcast, cast, moved) into self; gradients flow to src."""
         src = self._fitted_value(src.to(self.device) if isinstance(src, Tensor) else src, "copy_")
@@ -533,7 +567,7 @@ class Tensor(CompositeOps):
     # ---- comparisons: no grad --------------------------------------------------------
     def _compare(self, other, op):
         a, b = _promoted(self, other)  # compared in the common dtype, as torch does (int64 vs 2.5: as float32)
-        return Tensor._make(op(a.data, b.data))
+        return Tensor._make(op(a._data, b._data))
 
     def __eq__(self, other):
         return self._compare(other, lambda a, b: a == b)
@@ -620,9 +654,9 @@ class Tensor(CompositeOps):
 
     def _arg(self, fn, dim, keepdim):
         if dim is None:
-            return Tensor._make(fn(self.data.reshape(-1)).astype(np.int64))
+            return Tensor._make(fn(self._data.reshape(-1)).astype(np.int64))
         dim = wrap_dim(dim, self.ndim)
-        data = self.data if self.ndim else self.data.reshape(1)  # a 0-d tensor's one element is at 0
+        data = self._data if self.ndim else self._data.reshape(1)  # a 0-d tensor's one element is at 0
         return Tensor._make(fn(data, axis=dim, keepdims=keepdim and self.ndim > 0).astype(np.int64))
 
     # ---- shape -----------------------------------------------------------------------
@@ -734,7 +768,7 @@ def _promoted(a, b, true_divide=False):
     elif not isinstance(b, Tensor):
         b = a._lift(b)
     # a lifted scalar already has the result dtype: the general rule is for two tensors of different dtypes
-    dtype_a, dtype_b = a.data.dtype, b.data.dtype
+    dtype_a, dtype_b = a._data.dtype, b._data.dtype
     dtype = dtype_a if dtype_a == dtype_b else dtypes.result_type(a, b)
     if true_divide:
         dtype = dtypes.true_divide_type(dtype)
@@ -762,7 +796,7 @@ def apply(op, *inputs, **kwargs):
     a Tensor, and the op's node recorded when grad mode is on and an input requires grad.
     The hot path of the whole engine: kept free of generators and context managers."""
     ctx = _new(op)
-    first = type(inputs[0].data)
+    first = type(inputs[0]._data)
     requires_grad = False
     arrays, parents = [], []
     for t in inputs:
@@ -773,9 +807,9 @@ def apply(op, *inputs, **kwargs):
             parents.append(t if t._ctx is None else t._ctx)
         else:
             parents.append(None)
-        if type(t.data) is not first:
+        if type(t._data) is not first:
             _raise_device_mix(ctx, inputs)
-        arrays.append(t.data)
+        arrays.append(t._data)
     if first is not _ndarray and len(inputs) > 1:
         _check_same_device(ctx, inputs)
     record = requires_grad and op.differentiable and _state.grad_enabled
@@ -793,7 +827,7 @@ def apply(op, *inputs, **kwargs):
     if _anomaly_threads and _state.anomaly:
         autograd.check_finite(out, f"forward of {ctx.name}")
     t = _new(Tensor)
-    t.data, t.grad, t._vc, t._view = out if type(out) is first else ensure_array(out), None, None, None
+    t._data, t.grad, t._vc, t._view = out if type(out) is first else ensure_array(out), None, None, None
     if record:
         ctx.scope = _state.scope
         shape = out.shape  # a new tuple each time numpy is asked: nodes keep one per distinct shape
@@ -826,11 +860,11 @@ def _record_versions(ctx, inputs, out):
         position += 1
         index = 0
         for holder in inputs:
-            if array is holder.data:
+            if array is holder._data:
                 break
             index += 1
         else:
-            if array is not out.data:
+            if array is not out._data:
                 continue  # made in forward (a mask), or None: nobody else can write it
             holder, index = out, -1
         counter = holder._vc
@@ -850,9 +884,9 @@ def _storage(array):
 def _share_storage(t, inputs, op, kwargs):
     """An output that is a view of an input shares its version counter and remembers how to be
     made again from the base (for writes through it, and when the base is written)."""
-    owner = _storage(t.data)
+    owner = _storage(t._data)
     for source in inputs:
-        if _storage(source.data) is owner:
+        if _storage(source._data) is owner:
             t._vc = _counter(source)
             if op is not F.CopySlices:  # that one writes its input: the base itself, not a view
                 base, chain = (source, ()) if source._view is None else source._view[:2]
@@ -913,7 +947,7 @@ def _array_hook(hook):
         result = hook(Tensor._make(grad))
         if result is None:
             return None
-        return result.data if isinstance(result, Tensor) else backend.asarray(result, device=backend.device_of(grad))
+        return result._data if isinstance(result, Tensor) else backend.asarray(result, device=backend.device_of(grad))
     on_arrays.__name__ = getattr(hook, "__name__", "hook")
     return on_arrays
 
@@ -943,7 +977,7 @@ def _raise_device_mix(ctx, inputs):
 
 
 def get_xp(t):
-    return backend.get_array_module(t.data)
+    return backend.get_array_module(t._data)
 
 
 def _device_or_cpu(data):
@@ -1007,7 +1041,7 @@ def _normalize_index(index, tensor):
         # Index arrays are copied: the graph keeps them, and a later write to the caller's index
         # tensor or array must not move where the gradient goes.
         if isinstance(i, Tensor):
-            i = i.data.copy()
+            i = i._data.copy()
         elif isinstance(i, (list, np.ndarray)) or hasattr(i, "__array__") or hasattr(i, "__dlpack__"):
             i = backend.asarray(backend.host_array(i), device=tensor.device, copy=True)  # lists, numpy, torch
         if hasattr(i, "dtype") and hasattr(i, "shape"):
@@ -1075,11 +1109,11 @@ def where(condition, a, b):
     read as bool) gets no gradient. With two Python scalars, as torch.where(mask, 1.0, 0.0), the result
     takes the condition's device and the scalars' dtype (the default float dtype for floats)."""
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-        on = condition.data if isinstance(condition, Tensor) else condition
+        on = condition._data if isinstance(condition, Tensor) else condition
         a = Tensor(a, device=backend.device_of(on) if backend.is_array(on) else None)
     a, b = _promoted(a, b)
     if isinstance(condition, Tensor):
-        condition = condition.data
+        condition = condition._data
     elif not backend.is_array(condition):  # a bool, a list, or a foreign (torch) tensor
         condition = backend.asarray(backend.host_array(condition), device=a.device)
     if backend.device_of(condition) != a.device:
@@ -1090,7 +1124,7 @@ def where(condition, a, b):
 def one_hot(indices, num_classes=-1):
     """Integer tensor (...) -> (..., num_classes) of 0/1 as int64, as torch (`.float()` for a model's input); no grad.
     Classes must lie in [0, num_classes), as torch demands: a zero row would hide a bad label."""
-    data = indices.data
+    data = indices._data
     F.check_index_array(data, "one_hot")
     xp = backend.get_array_module(data)
     if num_classes < 0 and data.size == 0:

@@ -91,7 +91,7 @@ def embedding(input, weight, padding_idx=None):
     index = _index_tensor(input, weight, "embedding")
     count = weight.shape[0]
     if index.numel():
-        low, high = int(index.data.min()), int(index.data.max())
+        low, high = int(index._data.min()), int(index._data.max())
         if low < 0 or high >= count:
             bad = low if low < 0 else high
             raise OutOfRangeError(f"embedding: index {bad} is out of range for a weight of {count} rows "
@@ -99,7 +99,7 @@ def embedding(input, weight, padding_idx=None):
     rows = weight[index]
     if padding_idx is None:
         return rows
-    is_padding = (index.data == padding_idx)[..., None]
+    is_padding = (index._data == padding_idx)[..., None]
     return where(is_padding, rows.detach(), rows)
 
 
@@ -125,9 +125,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         mean = input.mean(axes, keepdim=True)
         var = input.var(axes, keepdim=True, correction=0)
         if running_mean is not None:
-            _blend(running_mean, mean.data.reshape(channels), momentum)
+            _blend(running_mean, mean._data.reshape(channels), momentum)
         if running_var is not None:
-            _blend(running_var, var.data.reshape(channels) * (count / (count - 1)), momentum)
+            _blend(running_var, var._data.reshape(channels) * (count / (count - 1)), momentum)
     else:
         mean, var = running_mean.detach().reshape(shape), running_var.detach().reshape(shape)
     out = (input - mean) / (var + eps).sqrt()
@@ -167,7 +167,7 @@ def _check_parameter_dtypes(op, input, *tensors):
 
 def _blend(buffer, batch_value, momentum):
     """buffer <- (1 - momentum) * buffer + momentum * batch_value, outside the graph."""
-    buffer.data = (1.0 - momentum) * buffer.data + momentum * batch_value.astype(buffer.dtype, copy=False)
+    buffer._data = (1.0 - momentum) * buffer._data + momentum * batch_value.astype(buffer.dtype, copy=False)
 
 
 # ---- losses ---------------------------------------------------------------------------
@@ -209,8 +209,8 @@ def _nll(log_probs, target, weight, ignore_index, reduction, smoothing, op):
         raise ShapeError(f"{op}: input of shape {log_probs.shape} needs a target of shape {expected}, "
                          f"got {target.shape}")
     xp = get_xp(target)
-    kept = target.data != ignore_index
-    safe = xp.where(kept, target.data, 0)
+    kept = target._data != ignore_index
+    safe = xp.where(kept, target._data, 0)
     _check_classes(safe, kept, classes, ignore_index, op)
     class_weight = _class_weights(weight, classes, log_probs, op)
     # One constant coefficient per (element, class): the nll picks the target class,
@@ -258,7 +258,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     target = _float_target(input, target, "binary_cross_entropy")
     _check_reduction(reduction, "binary_cross_entropy")
     xp = get_xp(input)
-    x, t = input.data, target.data
+    x, t = input._data, target._data
     for name, values in (("input", x), ("target", t)):  # torch checks both: a label of 2 is no probability
         if values.size and not bool(xp.all((values >= 0) & (values <= 1))):
             raise ValueError(f"binary_cross_entropy: all elements of {name} should be between 0 and 1 "
@@ -268,7 +268,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     grad_input = (x - t) / xp.maximum(x * (1 - x), _BCE_EPSILON)
     grad_target = log_1mx - log_x
     if weight is not None:
-        w = _same_dtype(weight, input).data
+        w = _same_dtype(weight, input)._data
         losses, grad_input, grad_target = losses * w, grad_input * w, grad_target * w
     out = Tensor._make(losses, False, None) + _with_gradient(input, grad_input) + _with_gradient(target, grad_target)
     return _reduce(out, reduction)
@@ -352,7 +352,7 @@ def _class_weights(weight, classes, like, op):
     if weight.shape != (classes,):
         raise ShapeError(f"{op}: weight of shape {weight.shape} must have one entry per class, "
                          f"shape ({classes},)")
-    return weight.data.astype(like.dtype, copy=False)
+    return weight._data.astype(like.dtype, copy=False)
 
 
 def _check_classes(safe, kept, classes, ignore_index, op):

@@ -14,7 +14,7 @@ from .. import backend
 
 def _fill(tensor, values):
     """In place, as torch's initialisers: views of the tensor see the new values, and its version moves."""
-    tensor.data[...] = backend.asarray(np.asarray(values, dtype=tensor.dtype), device=tensor.device)
+    tensor._data[...] = backend.asarray(np.asarray(values, dtype=tensor.dtype), device=tensor.device)
     tensor._bump_version()
     return tensor
 

@@ -20,7 +20,7 @@ class Parameter(Tensor):
 
     def __init__(self, data, requires_grad=True):
         if isinstance(data, Tensor):
-            data = data.data
+            data = data._data
         super().__init__(data, requires_grad=requires_grad)
 
     def __repr__(self):
@@ -165,7 +165,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:  # zeros, not grad * 0: an exploded inf/NaN gradient must not survive
-                p.grad.data = backend.get_array_module(p.grad.data).zeros_like(p.grad.data)
+                p.grad._data = backend.get_array_module(p.grad._data).zeros_like(p.grad._data)
 
     def requires_grad_(self, requires_grad=True):
         for p in self.parameters():
@@ -175,9 +175,9 @@ class Module:
     # ---- device / dtype ------------------------------------------------------------
     def _convert(self, fn):
         for t in list(self.parameters()) + [b for b in self.buffers() if b is not None]:
-            t.data = fn(t.data)
+            t._data = fn(t._data)
             if t.grad is not None:
-                t.grad.data = fn(t.grad.data)
+                t.grad._data = fn(t.grad._data)
         return self
 
     def to(self, device=None, dtype=None):
@@ -266,7 +266,7 @@ class Module:
                  for key, value in arrays.items()}
         for key, value in ready.items():  # ... then written, which cannot fail half way
             target = own[key]
-            target.data[...] = value
+            target._data[...] = value
             target._bump_version()  # in place, as torch's copy_: views see it, saved graphs notice
         return IncompatibleKeys(missing, unexpected)
 
@@ -392,7 +392,7 @@ class _BackwardHookGate:
         return out
 
     def _on_grad_output(self, grad):
-        grad = grad.data
+        grad = grad._data
         self.grad_output = tuple(self._pieces(grad, "_on_grad_output", self.output_positions, self.n_outputs))
         if self.input_positions is None:  # no input gradient will come: torch calls now, with Nones
             if self._fire((None,) * self.n_inputs) is not None:
@@ -400,7 +400,7 @@ class _BackwardHookGate:
                                 "so the hook must return None")
 
     def _on_grad_input(self, grad):
-        grad = grad.data
+        grad = grad._data
         pieces = self._pieces(grad, "_on_grad_input", self.input_positions, self.n_inputs)
         xp = backend.get_array_module(grad)
         for i, shape in self.zero_shapes.items():  # a tensor without grad: zeros, as torch
@@ -411,7 +411,7 @@ class _BackwardHookGate:
         if len(replaced) != self.n_inputs:
             raise ValueError(f"backward hook of {type(self.module).__name__} returned {len(replaced)} gradients "
                              f"for {self.n_inputs} inputs")
-        return Tensor._make(xp.concatenate([(g.data if isinstance(g, Tensor) else g).reshape(-1).astype(
+        return Tensor._make(xp.concatenate([(g._data if isinstance(g, Tensor) else g).reshape(-1).astype(
             grad.dtype, copy=False) for g in (replaced[i] for i in self.input_positions)]))
 
     def _fire(self, grad_input):

@@ -26,22 +26,22 @@ class Adam(Optimizer):
         # Python floats, so float32 arrays stay float32 (a numpy float64 scalar would upcast them).
         lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = (float(b) for b in group["betas"])
-        xp = get_array_module(param.data)
+        xp = get_array_module(param._data)
         if group["maximize"]:
             grad = -grad
         state = self.state.setdefault(param, {})
         if not state:
             state["step"] = 0.0
-            state["exp_avg"] = xp.zeros_like(param.data)
-            state["exp_avg_sq"] = xp.zeros_like(param.data)
+            state["exp_avg"] = xp.zeros_like(param._data)
+            state["exp_avg_sq"] = xp.zeros_like(param._data)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = xp.zeros_like(param.data)
+                state["max_exp_avg_sq"] = xp.zeros_like(param._data)
         state["step"] = step = state["step"] + 1
         if weight_decay != 0:
             if group["decoupled_weight_decay"]:
-                param.data *= 1 - lr * weight_decay
+                param._data *= 1 - lr * weight_decay
             else:
-                grad = grad + weight_decay * param.data
+                grad = grad + weight_decay * param._data
         state["exp_avg"] = exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
         state["exp_avg_sq"] = exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
         step_size = lr / (1 - beta1 ** step)
@@ -49,7 +49,7 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = exp_avg_sq = xp.maximum(state["max_exp_avg_sq"], exp_avg_sq)
         denom = xp.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
-        param.data += -step_size * exp_avg / denom
+        param._data += -step_size * exp_avg / denom
 
 
 class AdamW(Adam):

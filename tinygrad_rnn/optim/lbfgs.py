@@ -27,17 +27,17 @@ class LBFGS(Optimizer):
         self._params = self.param_groups[0]["params"]
 
     def _flat_grad(self):
-        xp = get_array_module(self._params[0].data)
-        return xp.concatenate([(p.grad.data if p.grad is not None else xp.zeros_like(p.data)).reshape(-1)
+        xp = get_array_module(self._params[0]._data)
+        return xp.concatenate([(p.grad._data if p.grad is not None else xp.zeros_like(p._data)).reshape(-1)
                                for p in self._params])
 
     def _add(self, step_size, direction):
         """p += step_size * direction, the flat direction cut back into the parameters."""
         offset = 0
         for p in self._params:
-            p.data += step_size * direction[offset:offset + p.data.size].reshape(p.data.shape)
+            p._data += step_size * direction[offset:offset + p._data.size].reshape(p._data.shape)
             p._bump_version()
-            offset += p.data.size
+            offset += p._data.size
 
     def step(self, closure):
         """One optimisation step of up to max_iter iterations; returns the first loss, as torch."""

@@ -2,7 +2,7 @@
 
 A subclass implements `_update(param, grad, group)` for one parameter at a time on raw
 arrays, following torch's single-tensor (foreach=False) code, so trajectories match torch's.
-Updates go through the parameter's own array module and write into `param.data` in place,
+Updates go through the parameter's own array module and write into `param._data` in place,
 outside the graph.
 """
 from __future__ import annotations
@@ -69,7 +69,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data = backend.get_array_module(p.grad.data).zeros_like(p.grad.data)
+                    p.grad._data = backend.get_array_module(p.grad._data).zeros_like(p.grad._data)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure()'s loss if given."""
@@ -81,12 +81,12 @@ class Optimizer:
             for group in self.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
-                        self._update(p, p.grad.data, group)
+                        self._update(p, p.grad._data, group)
                         p._bump_version()  # a graph that saved p before this step must not use it after
         return loss
 
     def _update(self, param, grad, group):
-        """Update `param.data` in place from `grad` (a raw array of its shape and dtype)."""
+        """Update `param._data` in place from `grad` (a raw array of its shape and dtype)."""
         raise NotImplementedError(f"{type(self).__name__} has no _update()")
 
     # ---- state --------------------------------------------------------------------------

@@ -23,19 +23,19 @@ class RMSprop(Optimizer):
         # Python floats, so float32 arrays stay float32 (a numpy float64 scalar would upcast them).
         lr, alpha, eps, weight_decay, momentum = (float(group[k]) for k in
                                                   ("lr", "alpha", "eps", "weight_decay", "momentum"))
-        xp = get_array_module(param.data)
+        xp = get_array_module(param._data)
         if group["maximize"]:
             grad = -grad
         if weight_decay != 0:
-            grad = grad + weight_decay * param.data
+            grad = grad + weight_decay * param._data
         state = self.state.setdefault(param, {})
         if not state:
             state["step"] = 0.0
-            state["square_avg"] = xp.zeros_like(param.data)
+            state["square_avg"] = xp.zeros_like(param._data)
             if momentum > 0:
-                state["momentum_buffer"] = xp.zeros_like(param.data)
+                state["momentum_buffer"] = xp.zeros_like(param._data)
             if group["centered"]:
-                state["grad_avg"] = xp.zeros_like(param.data)
+                state["grad_avg"] = xp.zeros_like(param._data)
         state["step"] += 1
         state["square_avg"] = square_avg = state["square_avg"] * alpha + (1 - alpha) * grad * grad
         if group["centered"]:
@@ -44,4 +44,4 @@ class RMSprop(Optimizer):
         step = grad / (xp.sqrt(square_avg) + eps)
         if momentum > 0:
             state["momentum_buffer"] = step = state["momentum_buffer"] * momentum + step
-        param.data += -lr * step
+        param._data += -lr * step

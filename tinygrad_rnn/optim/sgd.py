@@ -25,11 +25,11 @@ class SGD(Optimizer):
         if group["maximize"]:
             grad = -grad
         if weight_decay != 0:
-            grad = grad + weight_decay * param.data
+            grad = grad + weight_decay * param._data
         if momentum != 0:
             state = self.state.setdefault(param, {})
             buf = state.get("momentum_buffer")
             buf = grad.copy() if buf is None else buf * momentum + (1 - dampening) * grad
             state["momentum_buffer"] = buf
             grad = grad + momentum * buf if group["nesterov"] else buf
-        param.data += -lr * grad
+        param._data += -lr * grad

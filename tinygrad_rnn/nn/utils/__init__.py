@@ -43,7 +43,7 @@ def _vector_norm(array, norm_type):
 
 def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False):
     """The norm of the norms of `tensors` (Tensors or arrays), as a 0-d Tensor on the first one's device."""
-    arrays = [t.data if isinstance(t, Tensor) else t for t in tensors]
+    arrays = [t._data if isinstance(t, Tensor) else t for t in tensors]
     if not arrays:
         return Tensor(0.0)
     norm_type = float(norm_type)
@@ -65,11 +65,11 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm):
     grads = _grads(parameters)
     if not grads:
         return
-    total = total_norm.data if isinstance(total_norm, Tensor) else total_norm
+    total = total_norm._data if isinstance(total_norm, Tensor) else total_norm
     xp = backend.get_array_module(total)
     coef = xp.minimum(float(max_norm) / (total.reshape(1) + 1e-6), 1.0).reshape(())
     for g in grads:
-        g.data = g.data * backend.to_device(coef, g.device).astype(g.dtype, copy=False)
+        g._data = g._data * backend.to_device(coef, g.device).astype(g.dtype, copy=False)
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
@@ -87,4 +87,4 @@ def clip_grad_value_(parameters, clip_value):
     """Clamp every gradient element into [-clip_value, clip_value]."""
     clip_value = float(clip_value)
     for g in _grads(parameters):
-        g.data = backend.get_array_module(g.data).clip(g.data, -clip_value, clip_value)
+        g._data = backend.get_array_module(g._data).clip(g._data, -clip_value, clip_value)
