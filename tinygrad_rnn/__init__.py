@@ -5,8 +5,8 @@ from .autograd import (Function, enable_grad, inference_mode, is_anomaly_enabled
 from .backend import get_array_module, get_default_dtype, is_available, set_default_dtype
 from .creation import (arange, as_tensor, eye, from_numpy, full, full_like, manual_seed, ones, ones_like, rand,
                        rand_like, randint, randn, randn_like, tensor, zeros, zeros_like)
-from .errors import (AnomalyError, DeviceError, DTypeError, GraphError, OutOfRangeError, ShapeError,
-                     TinyGradRNNError)
+from .errors import (AnomalyError, DeviceError, DTypeError, GraphError, InvalidValueError, OutOfRangeError,
+                     ShapeError, TinyGradRNNError)
 from .gradcheck import gradcheck
 from .serialization import CheckpointError, load, save
 from .tensor import Tensor, cat, concatenate, matmul, one_hot, stack, where

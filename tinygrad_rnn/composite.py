@@ -14,7 +14,7 @@ import numpy as np
 
 from . import backend
 from .backend import get_array_module
-from .errors import DTypeError, OutOfRangeError, ShapeError
+from .errors import DTypeError, InvalidValueError, OutOfRangeError, ShapeError
 from .ops import check_index_array
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
@@ -264,10 +264,10 @@ class CompositeOps:
                              f"({categories}) samples without replacement (shape {self.shape})")
         weights = backend.to_numpy(self._data).astype("float64").reshape(-1, categories)
         if not (np.isfinite(weights).all() and (weights >= 0).all()):
-            raise ValueError(f"multinomial: probability tensor of shape {self.shape} contains either "
+            raise InvalidValueError(f"multinomial: probability tensor of shape {self.shape} contains either "
                              "`inf`, `nan` or element < 0")
         if (weights.sum(axis=1) <= 0).any():
-            raise ValueError(f"multinomial: invalid multinomial distribution (sum of probabilities <= 0) "
+            raise InvalidValueError(f"multinomial: invalid multinomial distribution (sum of probabilities <= 0) "
                              f"in a row of the tensor of shape {self.shape}")
         rng = backend.host_rng()
         if replacement:

@@ -5,12 +5,19 @@ class TinyGradRNNError(Exception):
     """Base of every error tinygrad_rnn raises on purpose."""
 
 
-class ShapeError(TinyGradRNNError, ValueError):
+# The builtin bases: Python's convention (ValueError, TypeError) and torch's (RuntimeError, which
+# torch raises for nearly every bad shape, dtype or value inside an op), so that both
+# `except ValueError` and ported `except RuntimeError` code catch them.
+class ShapeError(TinyGradRNNError, ValueError, RuntimeError):
     """Shapes that an op cannot combine."""
 
 
-class DTypeError(TinyGradRNNError, TypeError):
+class DTypeError(TinyGradRNNError, TypeError, RuntimeError):
     """A dtype or type an op cannot take (a float index array, a list where a Tensor is needed)."""
+
+
+class InvalidValueError(TinyGradRNNError, ValueError, RuntimeError):
+    """Values an op cannot work with (a negative or NaN probability, a distribution summing to 0)."""
 
 
 class OutOfRangeError(TinyGradRNNError, IndexError):
