@@ -5,18 +5,23 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean system-packages
 
 $(STAMP): setup.cfg pyproject.toml
+	@echo "creating $(VENV) and installing tinygrad_rnn with numpy, the test tools (pytest, hypothesis, ruff),"
+	@echo "torch 2.13 (CPU; the tests' reference), matplotlib, tqdm, scikit-learn and graphviz"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,oracle,examples,viz]'
 	touch $(STAMP)
 
+system-packages:
+	@bash tools/system-packages.sh dot:graphviz chromium:chromium
+
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(PY) -m ruff check tinygrad_rnn tests benchmarks examples
 	$(PY) -m pytest -q
 

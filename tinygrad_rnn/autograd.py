@@ -13,6 +13,7 @@ Tensors meet the engine through these members (tensor.py implements them):
   t._accumulate_grad(g)   add a gradient array into t.grad (leaves, retained non-leaves)
   t._hooks                a leaf's {id: hook on arrays}, or None
   t._wrap(array)          a constant tensor holding the array (what autograd.grad returns)
+  t._ctx                  the node that made t, or None (what `mark` names for a renderer)
   t.requires_grad, t.shape
 """
 from __future__ import annotations
@@ -206,6 +207,18 @@ def is_anomaly_enabled() -> bool:
     return state.anomaly
 
 
+class ScopeLabel(str):
+    """A node's scope label ("lstm/l0/t3"), a plain string to everyone but the renderer, which
+    reads `parts`: per '/'-separated component, the serial of the `scope()` entry that made it.
+    Two calls of one cell module in a Python loop share a label but not the serials, so the
+    renderer can tell the time steps apart and order them as they ran."""
+
+    parts = ()  # ((component, entry serial), ...), outermost first
+
+
+_entries = itertools.count()  # next() on a count is atomic: serials are unique across threads
+
+
 class scope(_Restoring):  # noqa: N801
     """`with scope("encoder"):` labels every graph node made inside; nested scopes join with '/'.
     The label is per thread: two threads never see each other's."""
@@ -216,7 +229,11 @@ class scope(_Restoring):  # noqa: N801
     def __enter__(self):
         previous = state.scope
         self._push(previous)
-        state.scope = self.label if previous is None else f"{previous}/{self.label}"
+        label = ScopeLabel(self.label if previous is None else f"{previous}/{self.label}")
+        serial = next(_entries)
+        label.parts = (previous.parts if previous is not None else ()) + tuple(
+            (component, serial) for component in self.label.split("/"))
+        state.scope = label
         return self
 
     def __exit__(self, *exc):
@@ -225,6 +242,16 @@ class scope(_Restoring):  # noqa: N801
 
 def current_scope():
     return state.scope
+
+
+def mark(tensor, role, cut=None):
+    """Name the node that made `tensor` for a renderer (see Function.role); a no-op without one."""
+    node = tensor._ctx
+    if node is not None:
+        node.role = role
+        if cut is not None:
+            node.cut = cut
+    return tensor
 
 
 def sum_to(grad, shape):
@@ -286,6 +313,10 @@ class Function:
     hooks = None  # {handle id: fn(grad) -> grad or None}, run before this node's backward; a dict
     # (perhaps empty) whenever `retained` is set, so that the sweep checks one attribute per node
     retained = None  # weakref to the tensor whose .grad keeps this node's incoming gradient
+    # What a renderer reads besides op and scope: the node's part in a recurrent cell ("i", "f",
+    # "g", "o", "c", "h"; "r", "z", "n" for the GRU) and, on the first node of a step whose
+    # incoming state had no graph, how it was cut ("zero": the default state, "detached").
+    role = cut = None
 
     @property
     def needs_input_grad(self):
@@ -617,6 +648,7 @@ class GraphNode(NamedTuple):
     dtype: object
     tensor: object    # the leaf Tensor (a parameter, an input with requires_grad); None for ops
     fn: object        # the Function (the op's node, for hooks); None for leaves
+    role: str | None = None  # a cell's "i", "f", "g", "o", "c", "h", "r", "z", "n" (Function.role)
 
     @property
     def is_leaf(self):
@@ -650,7 +682,7 @@ def walk(roots):
                 continue
             if _is_node(item):
                 node = GraphNode(len(made), item.name, item.scope, tuple(made[id(p)] for p in parents),
-                                 tuple(item.shape), item.dtype, None, item)
+                                 tuple(item.shape), item.dtype, None, item, item.role)
             else:
                 node = GraphNode(len(made), "leaf", None, (), tuple(item.shape), item.dtype, item, None)
             made[id(item)] = node

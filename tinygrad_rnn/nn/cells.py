@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import namedtuple
 
-from ..autograd import scope
+from ..autograd import mark, scope
 from ..creation import zeros
 from ..errors import DTypeError, ShapeError
 from . import init
@@ -31,22 +31,25 @@ def _recurrent(h, w_hh_t, b_hh, x_proj=None):
     return out if b_hh is None else out + b_hh
 
 
+# The steps `mark` their gates and states with the names of the equations (i, f, g, o, c, h;
+# r, z, n), so that a rendered graph reads like the lecture notes; marking costs an attribute.
+
 def rnn_tanh_step(x_proj, state, w_hh_t, b_hh=None):
     """h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)."""
-    return (_recurrent(state[0], w_hh_t, b_hh, x_proj).tanh(),)
+    return (mark(_recurrent(state[0], w_hh_t, b_hh, x_proj).tanh(), "h"),)
 
 
 def rnn_relu_step(x_proj, state, w_hh_t, b_hh=None):
     """h' = relu(x W_ih^T + b_ih + h W_hh^T + b_hh)."""
-    return (_recurrent(state[0], w_hh_t, b_hh, x_proj).relu(),)
+    return (mark(_recurrent(state[0], w_hh_t, b_hh, x_proj).relu(), "h"),)
 
 
 def lstm_step(x_proj, state, w_hh_t, b_hh=None):
     """Gates i, f, g, o from one matmul; c' = f*c + i*g, h' = o*tanh(c')."""
     h, c = state
     i, f, g, o = _recurrent(h, w_hh_t, b_hh, x_proj).chunk(4, -1)
-    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-    return o.sigmoid() * c.tanh(), c
+    c = mark(mark(f.sigmoid(), "f") * c + mark(i.sigmoid(), "i") * mark(g.tanh(), "g"), "c")
+    return mark(mark(o.sigmoid(), "o") * c.tanh(), "h"), c
 
 
 def gru_step(x_proj, state, w_hh_t, b_hh=None):
@@ -54,10 +57,18 @@ def gru_step(x_proj, state, w_hh_t, b_hh=None):
     (h,) = state
     x_r, x_z, x_n = x_proj.chunk(3, -1)
     h_r, h_z, h_n = _recurrent(h, w_hh_t, b_hh).chunk(3, -1)
-    r = (x_r + h_r).sigmoid()
-    z = (x_z + h_z).sigmoid()
-    n = (x_n + r * h_n).tanh()
-    return (n + z * (h - n),)
+    r = mark((x_r + h_r).sigmoid(), "r")
+    z = mark((x_z + h_z).sigmoid(), "z")
+    n = mark((x_n + r * h_n).tanh(), "n")
+    return (mark(n + z * (h - n), "h"),)
+
+
+def mark_cut(new_state, old_state, default):
+    """On a step whose incoming state has no graph (the default zeros, or a state the caller
+    detached: truncated BPTT), note the cut on its new h, so a renderer can draw where backward stops."""
+    if not old_state[0].requires_grad:
+        mark(new_state[0], "h", "zero" if default else "detached")
+    return new_state
 
 
 # gates: rows of w_ih per hidden unit; folds_hidden_bias: b_hh may join the input projection.
@@ -168,7 +179,8 @@ class _CellBase(RecurrentModule):
         check_input(who, x, (1, 2), "2 dims (B, input_size) or 1 dim unbatched", self.input_size, self.weight_ih)
         batched = x.ndim == 2
         expected = (x.shape[0], self.hidden_size) if batched else (self.hidden_size,)
-        if hx is None:
+        default = hx is None
+        if default:
             hx = (zeros(*expected, dtype=x.dtype, device=x.device),) * KINDS[self._kind].state_size
         for i, h in enumerate(hx):
             if check_tensor(h, who, f"hx{f'[{i}]' if len(hx) > 1 else ''}").shape != expected:
@@ -177,7 +189,8 @@ class _CellBase(RecurrentModule):
         if not batched:
             x, hx = x.unsqueeze(0), tuple(h.unsqueeze(0) for h in hx)
         with scope(who.lower()):
-            state = _cell(self._kind, x, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            state = mark_cut(_cell(self._kind, x, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh),
+                             hx, default)
         return state if batched else tuple(s.squeeze(0) for s in state)
 
 

@@ -16,12 +16,12 @@ import warnings
 import numpy as np
 
 from .. import backend
-from ..autograd import scope
+from ..autograd import mark, scope
 from ..creation import zeros
 from ..errors import ShapeError
 from ..tensor import Tensor, cat, stack, where
 from . import init
-from .cells import KINDS, RecurrentModule, RNNCell, check_input, register_cell_parameters, rnn_mode
+from .cells import KINDS, RecurrentModule, RNNCell, check_input, mark_cut, register_cell_parameters, rnn_mode
 from .functional import dropout, linear
 
 
@@ -30,25 +30,26 @@ def unstack(x):
     return [x[t] for t in range(x.shape[0])]
 
 
-def unroll(step, x_steps, state, w_hh_t, b_hh=None, reverse=False, masks=None, label="l0"):
+def unroll(step, x_steps, state, w_hh_t, b_hh=None, reverse=False, masks=None, label="l0", default=False):
     """Run `step` over time.
 
     x_steps: T input projections (B, G*H); state: tuple of (B, H); masks: None or T entries,
-    each None (every sequence real at t) or a (B, 1) bool array (False where t is padding).
+    each None (every sequence real at t) or a (B, 1) bool array (False where t is padding);
+    default: the state is the layer's own zeros (not the caller's), for the renderer's cut.
     Returns the T outputs h_t in time order and the final state tuple.
     """
     outputs = [None] * len(x_steps)
     for t in (reversed(range(len(x_steps))) if reverse else range(len(x_steps))):
         with scope(f"{label}/t{t}"):
-            new = step(x_steps[t], state, w_hh_t, b_hh)
+            new = mark_cut(step(x_steps[t], state, w_hh_t, b_hh), state, default)
             if masks is not None and masks[t] is not None:
-                new = tuple(where(masks[t], n, old) for n, old in zip(new, state))
+                new = tuple(mark(where(masks[t], n, old), role) for n, old, role in zip(new, state, "hc"))
         state = new
         outputs[t] = state[0]
     return outputs, state
 
 
-def _run_direction(kind, x, state, weights, reverse, masks, label):
+def _run_direction(kind, x, state, weights, reverse, masks, label, default):
     """One layer, one direction: x (T, B, I) -> outputs (T, B, H), final state tuple."""
     w_ih, w_hh, b_ih, b_hh = weights
     steps, batch = x.shape[:2]
@@ -59,7 +60,7 @@ def _run_direction(kind, x, state, weights, reverse, masks, label):
         x_steps = unstack(proj)
         w_hh_t = w_hh.T
     outputs, final = unroll(kind.step, x_steps, state, w_hh_t, None if kind.folds_hidden_bias else b_hh,
-                            reverse, masks, label)
+                            reverse, masks, label, default)
     with scope(f"{label}/output"):
         return stack(outputs), final
 
@@ -83,7 +84,8 @@ def run_layers(kind, x, initial, weights, num_layers, bidirectional, p=0.0, trai
             index = layer * directions + direction
             state = tuple(s[index] for s in initial) if initial is not None else (zero,) * kind.state_size
             label = f"l{layer}{'_reverse' if direction else ''}"
-            out, final = _run_direction(kind, x, state, weights[index], bool(direction), masks, label)
+            out, final = _run_direction(kind, x, state, weights[index], bool(direction), masks, label,
+                                        initial is None)
             outputs.append(out)
             finals.append(final)
         with scope(f"l{layer}"):
