@@ -2,12 +2,9 @@
 every step, the highlighted BPTT path following real dependence, detail levels, cuts."""
 import re
 
-import pytest
-
-import tinygrad_rnn as tg
 from tinygrad_rnn import viz
 
-from .models import rnn_cell_loop, sequence_layer
+from .models import rnn_cell_loop
 
 
 def nodes_of(dot_text):
@@ -51,6 +48,5 @@ def test_rnn_cell_loop_one_cluster_per_step_and_weights_drawn_once():
     w_hh = next(n for n, label in labels.items() if label.startswith("cell.weight_hh "))
     # an edge from the shared recurrent weight into every step's cell
     targets = {head for tail, head, _ in edges_of(text) if tail == w_hh}
-    step_of = {member: label for label, members in clusters_of(text) for member in members}
     assert len(targets) == 4
     assert "Σ over" in labels[w_hh]

@@ -181,7 +181,7 @@ def _assign_steps(graph):
     offsets, axis_end, current_end = {}, 0, -1
     timeline_start = 0
     steps_in = {}
-    for call, lane, step, _ in placed.values():
+    for call, _lane, step, _ in placed.values():
         steps_in[call] = max(steps_in.get(call, 0), step + 1)
     for call in sorted(units, key=lambda c: units[c][0]):
         first, last = units[call]

@@ -96,7 +96,8 @@ def choose(graph, options):
     for coarser in DETAILS[DETAILS.index(detail) + 1:]:
         keys = _Keys(graph, coarser, options.rolled, window)
         if keys.count() <= options.max_nodes:
-            notes.append(f"collapsed to {coarser} detail: {total} nodes at {detail} detail > max_nodes={options.max_nodes}")
+            notes.append(f"collapsed to {coarser} detail: {total} nodes at {detail} detail > "
+                         f"max_nodes={options.max_nodes}")
             return keys, notes
     detail = DETAILS[-1]
     first, last = (0, graph.steps - 1) if window is None else window
@@ -218,7 +219,7 @@ class Builder:
 
     # ---- the picture -----------------------------------------------------------------------
     def build(self):
-        graph, options = self.graph, self.options
+        options = self.options
         self.param_steps = self._param_steps()
         picture = dot.Picture(
             attrs={"rankdir": options.rankdir, "newrank": "true", "compound": "true", "nodesep": "0.25",
