@@ -113,10 +113,10 @@ def _fold_parameter_views(nodes):
                 node.folded = True
                 node.view = source.view + ("ᵀ" if node.op == "permute" else "")
     for node in nodes:
-        node.parents = [_resolve(nodes, p) for p in node.parents]
+        node.parents = [resolve(nodes, p) for p in node.parents]
 
 
-def _resolve(nodes, i):
+def resolve(nodes, i):
     while nodes[i].folded:
         i = nodes[i].parents[0]
     return i

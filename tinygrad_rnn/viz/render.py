@@ -30,6 +30,13 @@ def to_dot(root, params=None, detail="op", rolled=False, highlight=None, trace=N
     """The DOT text of the graph that computed `root` (a Tensor or a list of them; a highlighted
     path starts at the first). Needs neither the graphviz package nor the `dot` binary.
     Arguments as make_dot."""
+    return build(root, params, detail, rolled, highlight, trace, window, max_nodes, rankdir, title)[0]
+
+
+def build(root, params=None, detail="op", rolled=False, highlight=None, trace=None, window=None, max_nodes=2000,
+          rankdir="LR", title=None):
+    """(DOT text, {walk id of a graph node: the DOT name of the node it is drawn as}): what the HTML
+    player needs to light up the drawn nodes in the order backward visited the graph's."""
     options = picture.Options(detail, rolled, window, max_nodes, rankdir)
     roots = list(root) if isinstance(root, (list, tuple)) else [root]
     for r in roots:
@@ -49,8 +56,14 @@ def to_dot(root, params=None, detail="op", rolled=False, highlight=None, trace=N
             value = trace.norm_of(node.fn if node.fn is not None else node.leaf)
             if value is not None:
                 norms[node.id] = value
-    built = picture.Builder(read, options, marked, norms, exact, title).build()
-    return dot.write(built)
+    builder = picture.Builder(read, options, marked, norms, exact, title)
+    text = dot.write(builder.build())
+    drawn = {}
+    for node in read.nodes:
+        key = builder.keys(node if not node.folded else read.nodes[graph.resolve(read.nodes, node.id)])
+        if key in builder.names:
+            drawn[node.id] = builder.names[key]
+    return text, drawn
 
 
 def make_dot(root, params=None, detail="op", rolled=False, highlight=None, trace=None, window=None, max_nodes=2000,
