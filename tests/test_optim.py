@@ -406,7 +406,10 @@ def test_clip_grad_value_matches_torch(device, dtype):
 
 @needs_torch
 @pytest.mark.parametrize("dtype,tol,steps", [(np.float64, 1e-9, 3), (np.float32, 2e-5, 1)], ids=["float64", "float32"])
-@pytest.mark.parametrize("kwargs", [{}, {"lr": 0.5, "history_size": 3, "max_iter": 7}], ids=["defaults", "short"])
+@pytest.mark.parametrize("kwargs", [{}, {"lr": 0.5, "history_size": 3, "max_iter": 7},
+                                    {"line_search_fn": "strong_wolfe"},
+                                    {"line_search_fn": "strong_wolfe", "lr": 0.8, "history_size": 4, "max_iter": 9}],
+                         ids=["defaults", "short", "wolfe", "wolfe-short"])
 def test_lbfgs_trajectory_matches_torch(kwargs, dtype, tol, steps):
     """step(closure) calls of several inner iterations each, as the sine-wave example uses it. (In
     float32, rounding differences grow over dozens of quasi-Newton iterations: one step there.)"""
@@ -430,12 +433,46 @@ def test_lbfgs_trajectory_matches_torch(kwargs, dtype, tol, steps):
             np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
-def test_lbfgs_refuses_groups_line_search_and_a_missing_closure():
+def test_lbfgs_refuses_groups_unknown_line_searches_and_a_missing_closure():
     arrays, _, _ = _problem(np.float64)
     params = _ours(arrays)
     with pytest.raises(ValueError, match="per-parameter"):
         optim.LBFGS([{"params": params[:1]}, {"params": params[1:]}])
-    with pytest.raises(NotImplementedError, match="strong_wolfe"):
-        optim.LBFGS(params, line_search_fn="strong_wolfe")
+    with pytest.raises(RuntimeError, match="strong_wolfe"):  # torch: RuntimeError (at step time)
+        optim.LBFGS(params, line_search_fn="backtracking")
     with pytest.raises(ValueError, match="closure"):
         optim.LBFGS(params).step(None)
+
+
+def _rosenbrock(xy):
+    return (1 - xy[0]) ** 2 + 100 * (xy[1] - xy[0] ** 2) ** 2
+
+
+@needs_torch
+@pytest.mark.parametrize("lr", [1.0, 0.01, 25.0], ids=["lr1", "widening", "overshooting"])
+def test_lbfgs_strong_wolfe_on_rosenbrock_matches_torch(lr):
+    """A curved valley: the line search both widens (a small lr) and zooms (a large one); the
+    iterates, losses and evaluation counts equal torch's step after step."""
+    def run(lib, optim_module):
+        xy = lib.tensor(np.array([-1.5, 2.0]), requires_grad=True)
+        opt = optim_module.LBFGS([xy], lr=lr, max_iter=15, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = _rosenbrock(xy)
+            loss.backward()
+            return loss
+        history = []
+        for _ in range(4):
+            loss = float(_host(opt.step(closure)))
+            state = opt.state[xy]
+            history.append((loss, _host(xy), state["func_evals"], state["n_iter"]))
+        return history
+
+    ours, theirs = run(tg, optim), run(torch, torch.optim)
+    for (loss, xy, evals, iters), (loss_t, xy_t, evals_t, iters_t) in zip(ours, theirs):
+        assert (evals, iters) == (evals_t, iters_t)
+        np.testing.assert_allclose(loss, loss_t, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(xy, xy_t, rtol=1e-9, atol=1e-12)
+    final = ours[-1][1]
+    assert _rosenbrock(final) < 0.2 * ours[0][0]  # it did descend the valley
