@@ -162,11 +162,7 @@ def _assign_steps(graph):
         parent, (label, serial) = parts[:-1], parts[-1]
         instances.setdefault((parent, label), {}).setdefault(serial, []).append(node.id)
     for (parent, label), by_serial in instances.items():
-        groups = {}  # parameters used -> serials: two cells sharing a label are two lanes
-        for serial, ids in by_serial.items():
-            used = frozenset(p for i in ids for p in nodes[i].parents if nodes[p].is_leaf and nodes[p].param)
-            groups.setdefault(used, []).append(serial)
-        for index, (used, serials) in enumerate(sorted(groups.items(), key=lambda kv: min(kv[1]))):
+        for index, (used, serials) in enumerate(_same_cell(nodes, by_serial)):
             recurrent = any(nodes[i].role == "h" for s in serials for i in by_serial[s])
             if len(serials) < 2 and not recurrent:
                 continue
@@ -236,6 +232,31 @@ def _assign_steps(graph):
     for node in nodes:
         if node.recurrent and node.role in ("h", "c"):
             graph.final_states.setdefault((node.lane, node.local_step), {})[node.role] = node.id
+
+
+def _same_cell(nodes, by_serial):
+    """Split the entries of one scope label into cells: entries that share a leaf (the cell's
+    weights) are one cell; two cells under one label ("grucell" twice, stacked) share none.
+    Returns [(frozenset of leaf ids, sorted serials)] in the order the cells first ran."""
+    owner = {}  # leaf id -> the serial that first used it
+    parent = {serial: serial for serial in by_serial}
+
+    def find(s):
+        while parent[s] != s:
+            parent[s] = parent[parent[s]]
+            s = parent[s]
+        return s
+
+    for serial in sorted(by_serial):
+        for i in by_serial[serial]:
+            for p in nodes[i].parents:
+                if nodes[p].is_leaf:
+                    first = owner.setdefault(p, serial)
+                    parent[find(serial)] = find(first)
+    cells = {}
+    for serial in sorted(by_serial):
+        cells.setdefault(find(serial), []).append(serial)
+    return [(frozenset(p for p, s in owner.items() if find(s) == root), serials) for root, serials in cells.items()]
 
 
 def _widen(units, call, serial):

@@ -46,6 +46,7 @@ class _Keys:
         self.graph, self.detail, self.rolled, self.window = graph, detail, rolled, window
         self.final = {i for states in graph.final_states.values() for i in states.values()}
         self.roots = set(graph.roots)
+        self.owners = {}
         self.ordinal = {}  # rolled: a per-step node's place among its step's nodes of its lane
         if rolled:
             seen = {}
@@ -54,6 +55,14 @@ class _Keys:
                     key = (node.lane, node.step)
                     self.ordinal[node.id] = seen.get(key, 0)
                     seen[key] = self.ordinal[node.id] + 1
+
+    def owner(self, lane):
+        """The recurrent lane a per-step lane belongs to ("lstm/l0" for "lstm/l0/input"), or None."""
+        if lane is None:
+            return None
+        if lane not in self.owners:
+            self.owners[lane] = next((r for r in self.graph.lanes if lane.startswith(r + "/")), None)
+        return self.owners[lane]
 
     def __call__(self, node):
         if node.fn is None or node.id in self.roots:
@@ -71,6 +80,9 @@ class _Keys:
                 return ("n", node.id)
             return ("cell", node.lane, step)
         if step is not None:
+            owner = self.owner(node.lane)
+            if owner is not None and (self.rolled or self.detail != "op"):
+                return ("cell", owner, None if self.rolled else step)  # a sequence layer's slice for the step
             if self.rolled:
                 return ("roll", node.lane, self.ordinal[node.id])
             if self.detail == "layer" and node.lane is not None:
@@ -190,7 +202,7 @@ class Builder:
             name = cell_kind(self.lane_roles.get(lane, set()))
             if step is None:
                 return f"{name} cell\n{lane}\n×{graph.lanes.get(lane, 1)}"
-            local = graph.nodes[ids[0]].local_step
+            local = self.representative(key).local_step
             return f"{name} cell {lane}\nt{local}" if self.keys.detail == "cell" else f"{lane}\nt{local}"
         if kind == "roll":
             first = graph.nodes[ids[0]]
@@ -233,7 +245,7 @@ class Builder:
             cluster = self._cluster_of(key, picture.root, clusters)
             cluster.nodes.append((self.names[key], self.node_attrs(key)))
             step = self.graph.nodes[self.members[key][0]].step
-            if step is not None and key[0] in ("n", "cell", "lanestep"):
+            if step is not None and ("t", step) in clusters and key[0] in ("n", "cell", "lanestep"):
                 columns.setdefault(step, []).append(self.names[key])
         for step, names in columns.items():  # each time step one column, time running along the rank axis
             clusters[("t", step)].same_rank.append(names)
@@ -298,9 +310,17 @@ class Builder:
         attrs["id"] = self.names[key]
         return attrs
 
+    def representative(self, key):
+        """The member that places a display node: for a cell, one of the step's own nodes (not a
+        slice of the input projection that joined it)."""
+        nodes = [self.graph.nodes[i] for i in self.members[key]]
+        if key[0] == "cell":
+            return next(n for n in nodes if n.recurrent)
+        return nodes[0]
+
     def _cluster_of(self, key, root, clusters):
         graph = self.graph
-        first = graph.nodes[self.members[key][0]]
+        first = self.representative(key)
         kind = key[0]
         if kind == "n" and first.fn is None:
             if not first.param:
@@ -374,7 +394,7 @@ class Builder:
                 if tail not in names:
                     continue
                 recurrent = (p in final and node.recurrent and parent.lane == node.lane
-                             and node.local_step == parent.local_step + 1)
+                             and abs(node.local_step - parent.local_step) == 1)  # either direction
                 if tail == head and not (self.options.rolled and recurrent):
                     continue
                 edge = seen.get((tail, head))
