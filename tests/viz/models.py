@@ -33,3 +33,12 @@ def sequence_layer(kind="LSTM", steps=3, hidden=4, inputs=3, batch=2, layers=1, 
     output, _ = layer(x)
     loss = (head(output) ** 2).mean()
     return loss, output, named(**{kind.lower(): layer, "head": head}), layer
+
+
+def mlp(batch_norm=False, seed=0):
+    """Linear(3, 4) [-> BatchNorm1d(4)] -> ReLU -> Linear(4, 2), cross-entropy: (loss, params)."""
+    tg.manual_seed(seed)
+    layers = [nn.Linear(3, 4)] + ([nn.BatchNorm1d(4)] if batch_norm else []) + [nn.ReLU(), nn.Linear(4, 2)]
+    model = nn.Sequential(*layers)
+    loss = nn.functional.cross_entropy(model(tg.randn(5, 3)), tg.tensor([0, 1, 1, 0, 1]))
+    return loss, dict(model.named_parameters())

@@ -165,6 +165,10 @@ class Builder:
             if node.recurrent:
                 self.lane_roles.setdefault(node.lane, set()).add(node.role)
         self.scale = self._scale()
+        self.consumer_steps = {}
+        for node in graph.nodes:
+            for p in node.parents:
+                self.consumer_steps.setdefault(p, set()).add(node.step)
 
     # ---- colours -------------------------------------------------------------------------
     def _scale(self):
@@ -221,13 +225,20 @@ class Builder:
             if steps > 1:
                 text += f"\nΣ over {steps} steps"
             return text
+        if self.is_step_loss(node):
+            return f"L⟨{t}⟩\n{node.op}"
         if node.id in self.graph.roots:
             return f"L {_shape(node.shape)}" if node.shape == () else f"output {_shape(node.shape)}"
-        if node.shape == () and node.step is not None and not node.recurrent:
-            return f"L⟨{t}⟩\n{node.op}"
         if node.role and node.recurrent:
             return f"{node.role}⟨{t}⟩ {ROLE_TEXT.get(node.role, '')}\n{node.op} {_shape(node.shape)}"
         return f"{node.op}\n{_shape(node.shape)}"
+
+    def is_step_loss(self, node):
+        """A scalar computed within one step that leaves it (into the total loss, or as a root): L<t>."""
+        if node.shape != () or node.step is None or node.recurrent or node.fn is None:
+            return False
+        consumers = self.consumer_steps.get(node.id, set())
+        return node.step not in consumers
 
     # ---- the picture -----------------------------------------------------------------------
     def build(self):
@@ -288,8 +299,7 @@ class Builder:
         if node is not None and node.fn is None:
             attrs["shape"] = "note" if node.param else "ellipse"
             attrs["fillcolor"] = "#deebf7" if node.param else "white"
-        elif node is not None and node.id in graph.roots or (node is not None and node.shape == ()
-                                                             and node.step is not None and not node.recurrent):
+        elif node is not None and (node.id in graph.roots or self.is_step_loss(node)):
             attrs["shape"] = "doublecircle"
         elif kind in ("before", "after"):
             attrs["style"] = "dashed,rounded"
