@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import backend
 from .. import ops as P
 from ..backend import get_array_module
-from ..errors import DeviceError, DTypeError, OutOfRangeError, ShapeError
+from ..errors import DeviceError, DTypeError, InvalidValueError, OutOfRangeError, ShapeError
 from ..tensor import Tensor, apply, get_xp, one_hot, where  # noqa: F401  (one_hot re-exported, as in torch)
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -35,7 +35,7 @@ def linear(x, weight, bias=None):
 def dropout(x, p=0.5, training=True):
     """Inverted dropout: zero with probability p, scale the rest by 1/(1-p); identity in eval."""
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        raise InvalidValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
         return x
     if p == 1.0:
@@ -180,8 +180,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     (1 - e) * nll + e * (mean over classes of -weight_c * log p_c).
     """
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    if check_tensor(input, "cross_entropy").dtype.kind != "f":
+        raise InvalidValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if check_tensor(input, "cross_entropy").ndim == 0:
+        raise ShapeError("cross_entropy: input must have 1 dim (C,) or more (N, C, ...), got a 0-d tensor")
+    if input.dtype.kind != "f":
         raise DTypeError(f"cross_entropy: input (logits) must be a floating dtype, got {input.dtype} "
                          f"(shape {input.shape}); cast it with .float()")
     log_probs = input.log_softmax(_class_dim(input))
@@ -194,15 +196,16 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of log-probabilities input (N, C), (N, C, d1, ...) or (C,)
     at class indices target (N,), (N, d1, ...) or ()."""
-    check_tensor(input, "nll_loss")
+    if check_tensor(input, "nll_loss").ndim == 0:
+        raise ShapeError("nll_loss: input must have 1 dim (C,) or more (N, C, ...), got a 0-d tensor")
     return _nll(input, _as_tensor(target, input), weight, ignore_index, reduction, 0.0, "nll_loss")
 
 
 def _nll(log_probs, target, weight, ignore_index, reduction, smoothing, op):
     _check_reduction(reduction, op)
-    if target.dtype.kind not in "iu":
-        raise DTypeError(f"{op}: target must hold class indices (an integer dtype), got {target.dtype} "
-                         f"(target shape {target.shape}, input shape {log_probs.shape})")
+    if target.dtype.name not in _INDEX_TARGET_DTYPES:  # torch's: int32 indices are refused too
+        raise DTypeError(f"{op}: target must hold class indices as int64 (or uint8), got {target.dtype} "
+                         f"(target shape {target.shape}, input shape {log_probs.shape}); cast it with .long()")
     classes = log_probs.shape[_class_dim(log_probs)]
     expected = log_probs.shape[:1] + log_probs.shape[2:] if log_probs.ndim > 1 else ()
     if target.shape != expected:
@@ -261,7 +264,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     x, t = input._data, target._data
     for name, values in (("input", x), ("target", t)):  # torch checks both: a label of 2 is no probability
         if values.size and not bool(xp.all((values >= 0) & (values <= 1))):
-            raise ValueError(f"binary_cross_entropy: all elements of {name} should be between 0 and 1 "
+            raise InvalidValueError(f"binary_cross_entropy: all elements of {name} should be between 0 and 1 "
                              f"({name} shape {input.shape})")
     log_x, log_1mx = _clamped_log(x), _clamped_log(1 - x)
     losses = -(t * log_x + (1 - t) * log_1mx)
@@ -275,8 +278,9 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
 
 
 def mse_loss(input, target, reduction="mean"):
-    """(input - target) ** 2, elementwise, then reduced; shapes must match."""
-    target = _float_target(input, target, "mse_loss")
+    """(input - target) ** 2, elementwise, then reduced; shapes must match. Mixed float dtypes give
+    the wider one, as torch's (a float64 target makes a float64 loss)."""
+    target = _float_target(input, target, "mse_loss", cast=False)
     _check_reduction(reduction, "mse_loss")
     diff = input - target
     return _reduce(diff * diff, reduction)
@@ -301,7 +305,7 @@ def _index_tensor(index, weight, op):
     return index
 
 
-def _float_target(input, target, op):
+def _float_target(input, target, op, cast=True):
     check_tensor(input, op)
     target = _as_tensor(target, input)
     if target.dtype.kind != "f":
@@ -309,12 +313,15 @@ def _float_target(input, target, op):
                          f"(target shape {target.shape}, input shape {input.shape})")
     if target.shape != input.shape:
         raise ShapeError(f"{op}: target shape {target.shape} must equal input shape {input.shape}")
-    return _same_dtype(target, input)
+    return _same_dtype(target, input) if cast else target
+
+
+_INDEX_TARGET_DTYPES = ("int64", "uint8")
 
 
 def _check_reduction(reduction, op):
     if reduction not in _REDUCTIONS:
-        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        raise InvalidValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
 def _reduce(losses, reduction):

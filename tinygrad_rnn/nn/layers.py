@@ -6,7 +6,7 @@ import operator
 from collections import OrderedDict
 
 from .. import creation
-from ..errors import ShapeError
+from ..errors import DTypeError, InvalidValueError, ShapeError
 from . import functional as F
 from . import init
 from .module import Module, Parameter
@@ -20,7 +20,11 @@ def _empty_parameter(*shape, device=None, dtype=None):
 def _check_sizes(layer, **sizes):
     """Constructor sizes: integers >= 0, named in the message (the factory's would not say which)."""
     for name, n in sizes.items():
-        if operator.index(n) < 0:
+        try:
+            operator.index(n)
+        except TypeError:
+            raise DTypeError(f"{layer}: {name} must be an integer, got {n!r}") from None
+        if n < 0:
             raise ShapeError(f"{layer}: {name} must be non-negative, got {n}")
 
 
@@ -175,7 +179,7 @@ class Dropout(Module):
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+            raise InvalidValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         self.p = p
         self.inplace = inplace
 
