@@ -420,9 +420,8 @@ class Builder:
                             edge["ratio"] = self.norms[p] / self.norms[later]
         for (tail, head), edge in seen.items():
             attrs = {}
-            if edge["param"]:
+            if edge["param"]:  # (ranked like data edges: parameters sit left of their first use, compactly)
                 attrs.update(PARAM_EDGE)
-                attrs["constraint"] = "false"
             if edge["recurrent"]:
                 attrs["weight"] = "4"
                 if self.options.rolled:
