@@ -70,7 +70,7 @@ def _texts(root):
 
 
 @needs_dot
-@pytest.mark.parametrize("name", ["lstm_t3_op", "rnncell_loop_l3_highlight", "bn_mlp", "lstm_t3_rolled"])
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_dot_binary_renders_svg_holding_the_labels(name):
     root = _svg(CASES[name]())
     texts = _texts(root)

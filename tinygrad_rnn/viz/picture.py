@@ -420,8 +420,9 @@ class Builder:
                             edge["ratio"] = self.norms[p] / self.norms[later]
         for (tail, head), edge in seen.items():
             attrs = {}
-            if edge["param"]:  # (ranked like data edges: parameters sit left of their first use, compactly)
+            if edge["param"]:
                 attrs.update(PARAM_EDGE)
+                attrs["constraint"] = "false"  # (ranking them too makes dot's spline router fail on clusters)
             if edge["recurrent"]:
                 attrs["weight"] = "4"
                 if self.options.rolled:
