@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean system-packages
+.PHONY: demo test lint bench clean system-packages docs
 
 $(STAMP): setup.cfg pyproject.toml
 	@echo "creating $(VENV) and installing tinygrad_rnn with numpy, the test tools (pytest, hypothesis, ruff),"
@@ -24,6 +24,10 @@ demo: $(STAMP)
 test: $(STAMP) system-packages
 	$(PY) -m ruff check tinygrad_rnn tests benchmarks examples
 	$(PY) -m pytest -q
+
+# the pictures in docs/viz.md and the README, regenerated (commit docs/img with the change that moved them)
+docs: $(STAMP) system-packages
+	$(PY) tools/make_viz_docs.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
