@@ -103,7 +103,7 @@ def parse(argv=None):
 
 
 def draw(args):
-    """A parsed Namespace -> (the roots' inputs: root Tensor, params, trace or None, DOT text).
+    """A parsed Namespace -> (root Tensor, params, trace or None, DOT text).
     Builds the model (loading --checkpoint), runs backward when a trace is asked for."""
     model, make_loss, params = models.build(args.model, args.steps, args.layers, args.bidirectional,
                                             args.hidden, args.seed)
