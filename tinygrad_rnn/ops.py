@@ -504,6 +504,7 @@ class GetItem(Function):
     def forward(self, a, index):
         self.in_shape = a.shape
         self.advanced = _is_advanced(index)
+        self.basic = None if self.advanced else index  # ints and slices, kept: the renderer reads out[t]
         self.save_for_backward(index)  # index arrays can be large: freed with the graph
         return a[index]
 

@@ -323,3 +323,17 @@ def test_labels_are_escaped():
     assert f"{x.name} (2,)" in labels
     for line in text.splitlines():  # quotes pair up on every line: no label ends its string early
         assert re.sub(r"\\.", "", line).count('"') % 2 == 0
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_per_step_slices_of_a_stacked_output_join_their_step(batch_first):
+    """out[t] (or out[:, t]) of nn.LSTM's stacked output, and the head and loss on it, sit in step t."""
+    tg.manual_seed(0)
+    lstm, head = nn.LSTM(2, 3, bidirectional=True, batch_first=batch_first), nn.Linear(6, 1)
+    out, _ = lstm(tg.randn(1, 4, 2) if batch_first else tg.randn(4, 1, 2), lengths=[4])
+    terms = [(head(out[:, t] if batch_first else out[t]) ** 2).sum() for t in range(4)]
+    text = viz.to_dot(terms[0] + terms[1] + terms[2] + terms[3], params=lstm)
+    where = lane_of_step(text)
+    losses = {n: label for n, label in nodes_of(text).items() if label.startswith("L⟨")}
+    assert sorted(label.split("\\n")[0] for label in losses.values()) == ["L⟨0⟩", "L⟨1⟩", "L⟨2⟩", "L⟨3⟩"]
+    assert all(where[n][0] == f"t{label[2]}" for n, label in losses.items())

@@ -17,6 +17,8 @@ two chunks of truncated BPTT that were not detached).
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -204,15 +206,18 @@ def _assign_steps(graph):
         node.local_step = call_base[(node.lane, call)] + step
     graph.steps = axis_end
 
-    # 4. per-step heads and losses: an op whose op parents all sit in one step joins it
+    # 4. per-step heads and losses: an op whose op parents all sit in one step joins it; and
+    # out[t], a slice of a sequence layer's stacked output, joins step t (and so the head and the
+    # loss applied to it), though the stack it slices holds every step
+    offsets = {}  # cat node id -> where each input starts along the cat's axis
     for node in nodes:
-        if node.step is not None or node.fn is None or node.folded:
-            continue
-        steps = {nodes[p].step for p in node.parents if nodes[p].fn is not None and not nodes[p].folded}
-        if len(steps) == 1 and None not in steps:
-            (node.step,) = steps
-            parts = _parts(node)
-            node.lane = "/".join(c for c, _ in parts) or None
+        if node.step is None and node.op == "getitem" and not node.folded and node.parents:
+            selected = _selected_row(node)
+            steps = None if selected is None else _steps_of_row(nodes, node.parents[0], *selected, offsets)
+            if steps is not None and len(steps) == 1:
+                (node.step,) = steps
+                node.lane = "/".join(c for c, _ in _parts(node)) or None
+        _join_single_step(nodes, node)
 
     # ... and an op whose consumers all sit in one step joins it too (the slice x_proj[t] that a
     # sequence layer cuts for step t from its one input projection)
@@ -232,6 +237,67 @@ def _assign_steps(graph):
     for node in nodes:
         if node.recurrent and node.role in ("h", "c"):
             graph.final_states.setdefault((node.lane, node.local_step), {})[node.role] = node.id
+
+
+def _join_single_step(nodes, node):
+    """An op whose op parents all sit in one step joins that step."""
+    if node.step is not None or node.fn is None or node.folded:
+        return
+    steps = {nodes[p].step for p in node.parents if nodes[p].fn is not None and not nodes[p].folded}
+    if len(steps) == 1 and None not in steps:
+        (node.step,) = steps
+        node.lane = "/".join(c for c, _ in _parts(node)) or None
+
+
+def _selected_row(node):
+    """(dim, index) when a getitem picks one index of one dim with full slices before it, else None."""
+    index = getattr(node.fn, "basic", None)
+    if index is None:
+        return None
+    index = index if isinstance(index, tuple) else (index,)
+    for dim, item in enumerate(index):
+        if isinstance(item, int):
+            return dim, item
+        if item != slice(None):
+            return None
+    return None
+
+
+def _steps_of_row(nodes, start, dim, row, offsets):
+    """The time steps that row `row` of dim `dim` of node `start` was computed from, following
+    stacks (cat of per-step unsqueezes), concatenated directions, transposes and masks;
+    None where the route is not one of those."""
+    steps, work = set(), [(start, dim, row)]
+    while work:
+        i, dim, row = work.pop()
+        node = nodes[i]
+        if node.step is not None:
+            steps.add(node.step)
+            continue
+        op_parents = [p for p in node.parents if nodes[p].fn is not None]
+        if node.op == "cat" and row is not None:
+            axis, sizes = node.fn.axis % len(node.shape), node.fn.sizes
+            if axis != dim:
+                work.extend((p, dim, row) for p in node.parents)
+                continue
+            if i not in offsets:
+                offsets[i] = list(itertools.accumulate(sizes, initial=0))
+            starts = offsets[i]
+            row %= node.shape[dim]
+            k = bisect.bisect_right(starts, row) - 1
+            work.append((node.parents[k], dim, row - starts[k]))
+        elif node.op == "reshape" and len(op_parents) == 1 and row is not None and \
+                node.shape[:dim] + node.shape[dim + 1:] == nodes[op_parents[0]].shape and node.shape[dim] == 1:
+            work.append((op_parents[0], None, None))  # an unsqueeze: the whole parent
+        elif node.op == "permute" and len(op_parents) == 1 and row is not None:
+            work.append((op_parents[0], node.fn.axes[dim], row))
+        elif len(op_parents) == 1 and nodes[op_parents[0]].shape == node.shape and len(node.parents) == 1:
+            work.append((op_parents[0], dim, row))  # elementwise with a constant (the lengths mask)
+        else:
+            return None
+        if len(work) > 10_000:
+            return None
+    return steps
 
 
 def _same_cell(nodes, by_serial):

@@ -12,6 +12,7 @@ DETAILS = ("op", "cell", "layer")
 PATH = {"color": "#d62728", "penwidth": "2.4", "class": "bptt-path"}
 PARAM_EDGE = {"style": "dashed", "color": "#9ecae1"}
 # ColorBrewer's Oranges, light to dark: gradient norms on a log scale
+DARK = 6  # from this palette index on, labels are white
 PALETTE = ("#fff5eb", "#fee6ce", "#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913", "#d94801", "#a63603", "#7f2704")
 ROLE_TEXT = {"i": "input gate", "f": "forget gate", "g": "candidate", "o": "output gate", "c": "cell state",
              "h": "hidden state", "r": "reset gate", "z": "update gate", "n": "candidate"}
@@ -179,12 +180,21 @@ class Builder:
             return None
         return math.log10(min(values)), math.log10(max(values))
 
-    def colour(self, norm):
+    def shade(self, norm):
+        """The palette index of a norm on the log scale, or None (no norm, zero, not finite)."""
         if self.scale is None or norm is None or not norm > 0 or not math.isfinite(norm):
-            return "white"
+            return None
         low, high = self.scale
         position = 0.5 if high == low else (math.log10(norm) - low) / (high - low)
-        return PALETTE[min(len(PALETTE) - 1, int(position * len(PALETTE)))]
+        return min(len(PALETTE) - 1, int(position * len(PALETTE)))
+
+    def colour(self, norm, light=False):
+        """The fill for a norm; `light` keeps to the palette's pale half (cluster backgrounds, under
+        nodes of their own colour and black text)."""
+        index = self.shade(norm)
+        if index is None:
+            return "white"
+        return PALETTE[index // 2 if light else index]
 
     def norm_of(self, key):
         if self.norms is None:
@@ -313,6 +323,8 @@ class Builder:
         norm = self.norm_of(key)
         if norm is not None:
             attrs["fillcolor"] = self.colour(norm)
+            if (self.shade(norm) or 0) >= DARK:
+                attrs["fontcolor"] = "white"
             attrs["tooltip"] = f"‖∂L/∂·‖ = {_fmt(norm)}"
             attrs["label"] += f"\n‖∇‖ {_fmt(norm)}"
         if any(i in self.marked for i in self.members[key]):
@@ -355,7 +367,7 @@ class Builder:
             if self.norms is not None and states.get("h") in self.norms:
                 norm = self.norms[states["h"]]
                 label += f"  ‖∂L/∂h⟨{first.local_step}⟩‖ = {_fmt(norm)}"
-                attrs["fillcolor"] = self.colour(norm)
+                attrs["fillcolor"] = self.colour(norm, light=True)
             return self._cluster(outer, clusters, ("t", step, first.lane), label, attrs)
         parts = getattr(first.scope, "parts", None) or ()
         cluster = root
@@ -441,7 +453,8 @@ class Builder:
             value = 10 ** (low + (high - low) * (i + 0.5) / len(PALETTE))
             name = f"legend{i}"
             legend.nodes.append((name, {"label": _fmt(value), "fillcolor": colour, "shape": "box", "style": "filled",
-                                        "fontsize": "8", "width": "0.4", "height": "0.2"}))
+                                        "fontcolor": "white" if i >= DARK else "black", "fontsize": "8",
+                                        "width": "0.4", "height": "0.2"}))
             names.append(name)
         legend.same_rank.append(names)
         picture.root.children.append(legend)

@@ -10,6 +10,7 @@ def plot_grad_flow(trace, ax=None, title="gradient reaching each step's hidden s
         if ax is None:
             matplotlib.use("Agg", force=False)  # headless unless the caller already chose a backend
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise ImportError("viz.plot_grad_flow needs matplotlib: pip install 'tinygrad_rnn[examples]'") from None
     norms = trace.hidden_norms()
@@ -24,6 +25,7 @@ def plot_grad_flow(trace, ax=None, title="gradient reaching each step's hidden s
         steps = [t for t, v in enumerate(values) if v > 0]
         ax.plot(steps, [values[t] for t in steps], marker="o", markersize=3, label=lane)
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # time steps are whole numbers
     ax.set_xlabel("time step t")
     ax.set_ylabel("‖∂L/∂h⟨t⟩‖")
     ax.set_title(title)
