@@ -201,13 +201,8 @@ KIND_OVERRIDES = {AssertionError: ValueError, NotImplementedError: RuntimeError,
 KINDS = (IndexError, ValueError, TypeError, RuntimeError, Exception)
 # torch raises ValueError for an RNN's input of the wrong dtype but RuntimeError for Linear's: a DTypeError
 # (TypeError and RuntimeError) for both here
-CASE_KINDS = {"lstm float64 input": DTypeError, "lstm int input": DTypeError}
-# Cases whose fix belongs in nn/rnn.py or nn/cells.py (another engineer's files at the time of writing)
-OWNED_ELSEWHERE = {"lstm hidden as one tensor": "rnn.py raises a plain TypeError",
-                   "gru dropout 1.5": "rnn.py raises a plain ValueError",
-                   "rnn unknown nonlinearity": "cells.py raises a plain ValueError"}
-
-
+# torch indexes a lone tensor given as LSTM's (h_0, c_0) and fails with an IndexError; ours says it wants a tuple
+CASE_KINDS = {"lstm float64 input": DTypeError, "lstm int input": DTypeError, "lstm hidden as one tensor": DTypeError}
 def _outcome(fn, lib):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -229,8 +224,7 @@ def _arrays(value):
 
 
 @needs_torch
-@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=OWNED_ELSEWHERE[case]))
-                                  if case in OWNED_ELSEWHERE else case for case in CASES], ids=str)
+@pytest.mark.parametrize("case", CASES, ids=str)
 def test_hostile_input_gets_torchs_answer_or_a_clear_package_error(case):
     fn, words = CASES[case]
     theirs, their_error, their_warnings = _outcome(fn, _lib(torch))

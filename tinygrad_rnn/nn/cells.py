@@ -17,7 +17,7 @@ from collections import namedtuple
 
 from ..autograd import mark, scope
 from ..creation import zeros
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, InvalidValueError, ShapeError
 from . import init
 from .functional import check_tensor, linear
 from .module import Module, Parameter
@@ -120,7 +120,7 @@ def register_cell_parameters(module, suffix, input_size, hidden_size, gates, bia
 def rnn_mode(nonlinearity, who):
     """'tanh' -> 'RNN_TANH', 'relu' -> 'RNN_RELU' (keys of KINDS)."""
     if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"{who}: unknown nonlinearity {nonlinearity!r} (expected 'tanh' or 'relu')")
+        raise InvalidValueError(f"{who}: unknown nonlinearity {nonlinearity!r} (expected 'tanh' or 'relu')")
     return f"RNN_{nonlinearity.upper()}"
 
 
@@ -213,7 +213,7 @@ class LSTMCell(_CellBase):
 
     def forward(self, input, hx=None):
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise TypeError("LSTMCell: hx must be a tuple (h_0, c_0)")
+            raise DTypeError(f"LSTMCell: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
         return self._step(input, hx)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from .. import backend
 from ..autograd import mark, scope
 from ..creation import zeros
-from ..errors import ShapeError
+from ..errors import DTypeError, InvalidValueError, ShapeError
 from ..tensor import Tensor, cat, stack, where
 from . import init
 from .cells import KINDS, RecurrentModule, RNNCell, check_input, mark_cut, register_cell_parameters, rnn_mode
@@ -124,7 +124,7 @@ class RNNBase(RecurrentModule):
             raise ShapeError(f"{who}: input_size, hidden_size and num_layers must be positive, got "
                              f"{input_size}, {hidden_size}, {num_layers}")
         if isinstance(dropout, bool) or not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"{who}: dropout must be a number in [0, 1], got {dropout!r}")
+            raise InvalidValueError(f"{who}: dropout must be a number in [0, 1], got {dropout!r}")
         if dropout > 0 and num_layers == 1:
             warnings.warn(f"{who}: dropout={dropout} acts between layers, so it does nothing with "
                           "num_layers=1", UserWarning, stacklevel=3)
@@ -239,7 +239,7 @@ class LSTM(RNNBase):
 
     def forward(self, input, hx=None, lengths=None):
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise TypeError(f"LSTM: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
+            raise DTypeError(f"LSTM: hx must be a tuple (h_0, c_0), got {type(hx).__name__}")
         output, finals = self._forward(input, None if hx is None else tuple(hx), lengths)
         return output, finals
 
