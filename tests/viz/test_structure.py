@@ -337,3 +337,17 @@ def test_per_step_slices_of_a_stacked_output_join_their_step(batch_first):
     losses = {n: label for n, label in nodes_of(text).items() if label.startswith("L⟨")}
     assert sorted(label.split("\\n")[0] for label in losses.values()) == ["L⟨0⟩", "L⟨1⟩", "L⟨2⟩", "L⟨3⟩"]
     assert all(where[n][0] == f"t{label[2]}" for n, label in losses.items())
+
+
+def test_below_op_detail_out_t_is_drawn_from_h_t_past_the_stack():
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 3)
+    out, _ = lstm(tg.randn(4, 1, 2))
+    root = (out[2] ** 2).sum()
+    cell = viz.to_dot(root, params=lstm, detail="cell")
+    labels = nodes_of(cell)
+    (getitem,) = [n for n, label in labels.items() if label.startswith("getitem")]
+    (parent,) = [a for a, b, _ in edges_of(cell) if b == getitem]
+    assert labels[parent].startswith("h⟨2⟩")
+    assert not any(label.startswith("cat") for label in labels.values())  # nothing else reads the stack
+    assert any(label.startswith("cat") for label in nodes_of(viz.to_dot(root, params=lstm)).values())  # op: every op

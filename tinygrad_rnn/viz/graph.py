@@ -49,6 +49,7 @@ class Node:
     recurrent: bool = False   # the lane is a cell or a sequence layer, not a per-step head
     local_step: int | None = None  # the step within its lane (what trace.hidden_norms indexes)
     cut: str | None = None    # "zero" / "detached": its step's incoming state had no graph
+    source: int | None = None  # out[t] of a stacked output: the step's node it really reads
     folded: bool = False      # a view of a parameter, drawn as the parameter
 
     @property
@@ -213,9 +214,12 @@ def _assign_steps(graph):
     for node in nodes:
         if node.step is None and node.op == "getitem" and not node.folded and node.parents:
             selected = _selected_row(node)
-            steps = None if selected is None else _steps_of_row(nodes, node.parents[0], *selected, offsets)
+            sources = None if selected is None else _steps_of_row(nodes, node.parents[0], *selected, offsets)
+            steps = None if sources is None else {nodes[i].step for i in sources}
             if steps is not None and len(steps) == 1:
                 (node.step,) = steps
+                if len(sources) == 1:
+                    (node.source,) = sources
                 node.lane = "/".join(c for c, _ in _parts(node)) or None
         _join_single_step(nodes, node)
 
@@ -264,17 +268,21 @@ def _selected_row(node):
 
 
 def _steps_of_row(nodes, start, dim, row, offsets):
-    """The time steps that row `row` of dim `dim` of node `start` was computed from, following
+    """The stepped nodes that row `row` of dim `dim` of node `start` was computed from, following
     stacks (cat of per-step unsqueezes), concatenated directions, transposes and masks;
     None where the route is not one of those."""
-    steps, work = set(), [(start, dim, row)]
+    found, work = set(), [(start, dim, row)]
     while work:
         i, dim, row = work.pop()
         node = nodes[i]
-        if node.step is not None:
-            steps.add(node.step)
-            continue
         op_parents = [p for p in node.parents if nodes[p].fn is not None]
+        if node.op == "reshape" and len(op_parents) == 1 and row is not None and \
+                node.shape[:dim] + node.shape[dim + 1:] == nodes[op_parents[0]].shape and node.shape[dim] == 1:
+            work.append((op_parents[0], None, None))  # an unsqueeze (the stack's): the whole parent
+            continue
+        if node.step is not None:
+            found.add(i)
+            continue
         if node.op == "cat" and row is not None:
             axis, sizes = node.fn.axis % len(node.shape), node.fn.sizes
             if axis != dim:
@@ -286,9 +294,6 @@ def _steps_of_row(nodes, start, dim, row, offsets):
             row %= node.shape[dim]
             k = bisect.bisect_right(starts, row) - 1
             work.append((node.parents[k], dim, row - starts[k]))
-        elif node.op == "reshape" and len(op_parents) == 1 and row is not None and \
-                node.shape[:dim] + node.shape[dim + 1:] == nodes[op_parents[0]].shape and node.shape[dim] == 1:
-            work.append((op_parents[0], None, None))  # an unsqueeze: the whole parent
         elif node.op == "permute" and len(op_parents) == 1 and row is not None:
             work.append((op_parents[0], node.fn.axes[dim], row))
         elif len(op_parents) == 1 and nodes[op_parents[0]].shape == node.shape and len(node.parents) == 1:
@@ -297,7 +302,7 @@ def _steps_of_row(nodes, start, dim, row, offsets):
             return None
         if len(work) > 10_000:
             return None
-    return steps
+    return found
 
 
 def _same_cell(nodes, by_serial):

@@ -45,6 +45,7 @@ class _Keys:
 
     def __init__(self, graph, detail, rolled, window):
         self.graph, self.detail, self.rolled, self.window = graph, detail, rolled, window
+        self.hidden = bypassed(graph) if detail != "op" or rolled else frozenset()
         self.final = {i for states in graph.final_states.values() for i in states.values()}
         self.roots = set(graph.roots)
         self.owners = {}
@@ -94,7 +95,29 @@ class _Keys:
         return ("n", node.id)
 
     def count(self):
-        return len({self(node) for node in self.graph.nodes if not node.folded})
+        return len({self(node) for node in self.graph.nodes if self.drawn(node)})
+
+    def drawn(self, node):
+        return not node.folded and node.id not in self.hidden
+
+    def parents(self, node):
+        """What a node is drawn computed from: out[t] straight from its step's node, past the stack,
+        below op detail."""
+        if node.source is not None and self.hidden:
+            return [node.source]
+        return node.parents
+
+
+def bypassed(graph):
+    """The nodes that only feed per-step slices of a stack which are drawn straight from their steps
+    (the stack, its unsqueezes): what nothing drawn reaches once those slices skip them."""
+    if not any(node.source is not None for node in graph.nodes):
+        return frozenset()
+    reached = set(graph.roots)
+    for node in reversed(graph.nodes):  # children before parents
+        if node.id in reached:
+            reached.update([node.source] if node.source is not None else node.parents)
+    return frozenset(node.id for node in graph.nodes if node.id not in reached)
 
 
 def choose(graph, options):
@@ -156,7 +179,7 @@ class Builder:
         self.title = title
         self.members = {}  # display key -> [node ids], in walk order
         for node in graph.nodes:
-            if not node.folded:
+            if self.keys.drawn(node):
                 self.members.setdefault(self.keys(node), []).append(node.id)
         if len(self.members) > options.max_nodes:
             self.members = dict(list(self.members.items())[:options.max_nodes])
@@ -405,12 +428,12 @@ class Builder:
         seen = {}
         final = keys.final
         for node in graph.nodes:
-            if node.folded:
+            if not keys.drawn(node):
                 continue
             head = keys(node)
             if head not in names:
                 continue
-            for p in node.parents:
+            for p in keys.parents(node):
                 parent = graph.nodes[p]
                 tail = keys(parent)
                 if tail not in names:
