@@ -421,7 +421,19 @@ class Builder:
                     text = f"detached h⟨{node.local_step}⟩\n{node.lane}\n(truncated BPTT: backward stops here)"
                 picture.root.nodes.append((name, {"label": text, "style": "dashed,rounded", "color": "#888888",
                                                   "id": name}))
-                picture.edges.append((name, self.names[key], {"style": "dashed", "color": "#888888"}))
+                picture.edges.append((name, self.names[self._cut_target(node, key)],
+                                      {"style": "dashed", "color": "#888888"}))
+
+    def _cut_target(self, marked, fallback):
+        """Where the missing state went in: the step's first node computed from leaves only (its
+        recurrent matmul, whose state input had no graph); else the node that carries the mark."""
+        for node in self.graph.nodes:
+            if (node.recurrent and node.lane == marked.lane and node.local_step == marked.local_step
+                    and node.parents and all(self.graph.nodes[p].fn is None for p in node.parents)):
+                key = self.keys(node)
+                if key in self.names:
+                    return key
+        return fallback
 
     def _edges(self, picture):
         graph, keys, names = self.graph, self.keys, self.names
