@@ -37,10 +37,30 @@ def _check_features(layer, input, expected, name, dim):
 
 
 class Linear(Module):
-    """y = x @ weight.T + bias; x (..., in_features) -> (..., out_features).
+    """Applies an affine map, y = x @ weight.T + bias.
 
-    weight (out_features, in_features) and bias (out_features,) start uniform in
-    +-1/sqrt(in_features), torch's kaiming_uniform_(a=sqrt(5)) default.
+    weight `(out_features, in_features)` and bias `(out_features,)` start uniform in
+    ±1/sqrt(in_features), torch's `kaiming_uniform_(a=sqrt(5))` default.
+
+    Args:
+        in_features: size of each input sample, the last dim of the input.
+        out_features: size of each output sample.
+        bias: if False, the layer learns no bias (`self.bias` is None). Default True.
+        device: where the parameters live ("cpu", "cuda"). Default the CPU.
+        dtype: the parameters' floating dtype. Default the default dtype (float32).
+
+    Inputs:
+        - **input** `(*, in_features)`: any number of leading dims.
+
+    Outputs:
+        - `(*, out_features)`, the leading dims as given.
+
+    Examples:
+        >>> lin = nn.Linear(3, 2)
+        >>> lin(tg.randn(4, 3)).shape
+        (4, 2)
+        >>> lin
+        Linear(in_features=3, out_features=2, bias=True)
     """
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
@@ -70,11 +90,38 @@ class Linear(Module):
 
 
 class BatchNorm1d(Module):
-    """Batch normalisation over (N, C) or (N, C, L), per channel C.
+    """Batch normalisation over `(N, C)` or `(N, C, L)`, per channel C (Ioffe & Szegedy, 2015).
 
-    Train mode normalises with the batch's statistics and updates the buffers
-    running_mean / running_var (exponential average with `momentum`, or a cumulative
-    average when momentum is None) and num_batches_tracked; eval mode uses the buffers.
+    Train mode normalises with the batch's statistics (biased variance) and updates the
+    buffers `running_mean` / `running_var` (an exponential average with `momentum`, using the
+    unbiased variance, or a cumulative average when momentum is None) and
+    `num_batches_tracked`; eval mode normalises with the buffers.
+
+    Args:
+        num_features: C, the number of channels.
+        eps: added to the variance, for stability. Default 1e-5.
+        momentum: weight of the newest batch in the running averages; None for a cumulative
+            average. Default 0.1.
+        affine: learn a per-channel scale `weight` (ones) and shift `bias` (zeros). Default True.
+        track_running_stats: keep the running buffers; without them eval mode uses batch
+            statistics too. Default True.
+        device: where parameters and buffers live.
+        dtype: their floating dtype.
+        bias: with `affine`, whether to learn the shift. Default True.
+
+    Inputs:
+        - **input** `(N, C)` or `(N, C, L)`; in train mode more than one value per channel.
+
+    Outputs:
+        - the input's shape.
+
+    Examples:
+        >>> bn = nn.BatchNorm1d(4)
+        >>> out = bn(tg.randn(8, 4))
+        >>> bool(out.mean(0).abs().max() < 1e-5), out.shape
+        (True, (8, 4))
+        >>> int(bn.num_batches_tracked.item())
+        1
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
@@ -138,8 +185,28 @@ class BatchNorm1d(Module):
 
 
 class LayerNorm(Module):
-    """Normalisation over the last dims, normalized_shape, of each sample (F.layer_norm); weight (ones)
-    and bias (zeros) of normalized_shape when elementwise_affine."""
+    """Normalises each sample over its last dims, `normalized_shape` (Ba et al., 2016).
+
+    Args:
+        normalized_shape: an int or a tuple: the trailing shape normalised over.
+        eps: added to the (biased) variance. Default 1e-5.
+        elementwise_affine: learn `weight` (ones) and `bias` (zeros) of `normalized_shape`.
+            Default True.
+        bias: with `elementwise_affine`, whether to learn the shift. Default True.
+        device: where the parameters live.
+        dtype: their floating dtype.
+
+    Inputs:
+        - **input** `(*, *normalized_shape)`.
+
+    Outputs:
+        - the input's shape.
+
+    Examples:
+        >>> ln = nn.LayerNorm(5)
+        >>> ln(tg.randn(2, 3, 5)).shape
+        (2, 3, 5)
+    """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
         super().__init__()
@@ -174,7 +241,28 @@ class LayerNorm(Module):
 
 
 class Dropout(Module):
-    """Zero each element with probability p in train mode (survivors scaled by 1/(1-p)); identity in eval."""
+    """Zeroes each element with probability p in train mode, scaling the survivors by 1/(1-p).
+
+    In eval mode (`module.eval()`) it returns its input unchanged. The mask is drawn from the
+    global generator (`tg.manual_seed`).
+
+    Args:
+        p: the probability of zeroing an element, in [0, 1]. Default 0.5.
+        inplace: accepted for torch's signature; the result is always a new tensor.
+
+    Inputs:
+        - **input** any shape.
+
+    Outputs:
+        - the input's shape.
+
+    Examples:
+        >>> drop = nn.Dropout(0.5)
+        >>> sorted(set(drop(tg.ones(100)).numpy().tolist()))
+        [0.0, 2.0]
+        >>> drop.eval()(tg.ones(3)).numpy().tolist()
+        [1.0, 1.0, 1.0]
+    """
 
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
@@ -191,11 +279,35 @@ class Dropout(Module):
 
 
 class Embedding(Module):
-    """A lookup table: integer indices (...) -> rows of weight (num_embeddings, embedding_dim).
+    """A lookup table: integer indices -> rows of `weight (num_embeddings, embedding_dim)`.
 
-    weight starts N(0, 1); the row at padding_idx starts at zero and gets no gradient.
-    max_norm, scale_grad_by_freq and sparse are accepted for torch's signature but
-    only their defaults are supported.
+    weight starts N(0, 1); the row at `padding_idx` starts at zero and gets no gradient.
+    Repeated indices add their gradients into the same row.
+
+    Args:
+        num_embeddings: the number of rows (the vocabulary size).
+        embedding_dim: the size of each row.
+        padding_idx: a row that stays fixed (zeros unless you write it), or None. Negative
+            values count from the end.
+        max_norm: only None is supported.
+        norm_type: accepted for torch's signature.
+        scale_grad_by_freq: only False is supported.
+        sparse: only False is supported.
+        device: where the weight lives.
+        dtype: its floating dtype.
+
+    Inputs:
+        - **input** `(*)`: integer indices (int64, or any integer dtype) in [0, num_embeddings).
+
+    Outputs:
+        - `(*, embedding_dim)`.
+
+    Examples:
+        >>> emb = nn.Embedding(10, 3, padding_idx=0)
+        >>> emb(tg.tensor([[0, 2], [4, 5]])).shape
+        (2, 2, 3)
+        >>> emb.weight[0].numpy().tolist()
+        [0.0, 0.0, 0.0]
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
@@ -237,8 +349,22 @@ class Embedding(Module):
 
 
 class ModuleList(Module):
-    """A list of modules, registered (parameters(), state_dict keys "0.", "1.", ...), as torch.nn.ModuleList.
-    A plain Python list of modules on a Module registers nothing: this is what to use instead."""
+    """A list of modules that registers them, as torch.nn.ModuleList.
+
+    A plain Python list of modules on a Module registers nothing (its parameters are not in
+    `parameters()` or `state_dict()`); a ModuleList does, under the keys "0", "1", ..., kept in
+    order after `insert` and `del`. It has no `forward`: iterate over it.
+
+    Args:
+        modules: an iterable of modules to start with, or None.
+
+    Examples:
+        >>> layers = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])
+        >>> len(list(layers.parameters()))
+        6
+        >>> list(layers.state_dict())[:2]
+        ['0.weight', '0.bias']
+    """
 
     def __init__(self, modules=None):
         super().__init__()
@@ -296,7 +422,24 @@ class ModuleList(Module):
 
 
 class Sequential(ModuleList):
-    """Modules applied in order; named "0", "1", ... (or by the keys of an OrderedDict)."""
+    """Modules applied in order, each to the previous one's output.
+
+    Args:
+        *args: the modules, named "0", "1", ...; or one OrderedDict of {name: module}.
+
+    Inputs:
+        - **input** what the first module takes.
+
+    Outputs:
+        - what the last module returns.
+
+    Examples:
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> net(tg.randn(5, 3)).shape
+        (5, 2)
+        >>> net[0]
+        Linear(in_features=3, out_features=4, bias=True)
+    """
 
     def __init__(self, *args):
         if len(args) == 1 and isinstance(args[0], OrderedDict):
@@ -318,7 +461,18 @@ class Sequential(ModuleList):
 
 
 class ModuleDict(Module):
-    """Modules by name, registered in insertion order, as torch.nn.ModuleDict."""
+    """Modules by name, registered in insertion order, as torch.nn.ModuleDict.
+
+    Args:
+        modules: a mapping or an iterable of (name, module) pairs to start with, or None.
+
+    Examples:
+        >>> heads = nn.ModuleDict({"tag": nn.Linear(8, 2), "score": nn.Linear(8, 1)})
+        >>> list(heads.keys())
+        ['tag', 'score']
+        >>> heads["score"](tg.randn(4, 8)).shape
+        (4, 1)
+    """
 
     def __init__(self, modules=None):
         super().__init__()
@@ -364,6 +518,18 @@ class ModuleDict(Module):
 
 
 class ReLU(Module):
+    """Applies max(0, x) elementwise.
+
+    Args:
+        inplace: accepted for torch's signature; the result is always a new tensor.
+
+    Inputs:
+        - **input** any shape.
+
+    Outputs:
+        - the input's shape.
+    """
+
     def __init__(self, inplace=False):
         super().__init__()
         self.inplace = inplace
@@ -376,6 +542,18 @@ class ReLU(Module):
 
 
 class GELU(Module):
+    """Applies x Φ(x), Φ the standard normal CDF (Hendrycks & Gimpel, 2016).
+
+    Args:
+        approximate: "none" (through erf) or "tanh" (torch's tanh approximation). Default "none".
+
+    Inputs:
+        - **input** any shape.
+
+    Outputs:
+        - the input's shape.
+    """
+
     def __init__(self, approximate="none"):
         super().__init__()
         self.approximate = approximate
@@ -388,16 +566,33 @@ class GELU(Module):
 
 
 class Tanh(Module):
+    """Applies tanh elementwise; any shape in, the same shape out."""
+
     def forward(self, input):
         return input.tanh()
 
 
 class Sigmoid(Module):
+    """Applies 1 / (1 + exp(-x)) elementwise; any shape in, the same shape out."""
+
     def forward(self, input):
         return input.sigmoid()
 
 
 class LogSoftmax(Module):
+    """Applies log(softmax(x)) along `dim`, computed stably (x - logsumexp(x)).
+
+    Args:
+        dim: the dim to normalise over. None takes torch's legacy choice: 0 for 0-, 1- and
+            3-d inputs, else 1.
+
+    Inputs:
+        - **input** any shape.
+
+    Outputs:
+        - the input's shape; `exp` of it sums to 1 along `dim`.
+    """
+
     def __init__(self, dim=None):
         super().__init__()
         self.dim = dim
@@ -412,7 +607,22 @@ class LogSoftmax(Module):
 
 
 class Flatten(Module):
-    """(N, *dims) -> (N, prod(dims)): dims start_dim..end_dim joined into one."""
+    """Joins dims `start_dim` .. `end_dim` into one.
+
+    Args:
+        start_dim: the first dim to join. Default 1 (the batch dim is kept).
+        end_dim: the last dim to join. Default -1.
+
+    Inputs:
+        - **input** `(N, *dims)`.
+
+    Outputs:
+        - `(N, prod(dims))` with the defaults.
+
+    Examples:
+        >>> nn.Flatten()(tg.zeros(2, 3, 4)).shape
+        (2, 12)
+    """
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
