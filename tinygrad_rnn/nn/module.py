@@ -14,7 +14,22 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 
 
 class Parameter(Tensor):
-    """A leaf tensor that a Module registers as trainable."""
+    """A leaf tensor that a Module registers as trainable when assigned as its attribute.
+
+    Args:
+        data: a Tensor (its storage is shared, as torch's) or anything `Tensor()` takes.
+        requires_grad: Default True.
+
+    Examples:
+        >>> class Scale(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.gain = nn.Parameter(tg.ones(3))
+        ...     def forward(self, x):
+        ...         return x * self.gain
+        >>> [name for name, _ in Scale().named_parameters()]
+        ['gain']
+    """
 
     __slots__ = ()
 
@@ -28,8 +43,28 @@ class Parameter(Tensor):
 
 
 class Module:
-    """Base of every layer. Attributes that are Parameters, Modules or buffers are registered
-    in insertion order, which fixes the order of parameters() and of state_dict keys."""
+    """Base of every layer, as torch.nn.Module.
+
+    Attributes that are Parameters, Modules or buffers (`register_buffer`) are registered in
+    insertion order, which fixes the order of `parameters()` and of `state_dict()` keys (torch's
+    order, so state dicts move both ways). A subclass calls `super().__init__()` first, then
+    assigns its parameters and submodules, and defines `forward`; calling the module runs its
+    forward hooks around `forward`.
+
+    Examples:
+        >>> class TwoLayer(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.hidden = nn.Linear(3, 8)
+        ...         self.out = nn.Linear(8, 1)
+        ...     def forward(self, x):
+        ...         return self.out(self.hidden(x).tanh())
+        >>> model = TwoLayer()
+        >>> model(tg.randn(4, 3)).shape
+        (4, 1)
+        >>> list(model.state_dict())
+        ['hidden.weight', 'hidden.bias', 'out.weight', 'out.bias']
+    """
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -79,24 +114,32 @@ class Module:
         object.__delattr__(self, name)
 
     def register_parameter(self, name, param):
+        """Register `param` (a Parameter, or None for an absent one such as `bias=False`) as `name`."""
         if param is None:
             self._parameters[name] = None
         else:
             setattr(self, name, param)
 
     def register_buffer(self, name, tensor, persistent=True):
-        """A non-trainable tensor (running statistics); None is allowed. Persistent buffers
-        are saved in state_dict, others only move with .to()."""
+        """Register a non-trainable tensor, such as running statistics, as `name`.
+
+        Args:
+            name: the attribute name.
+            tensor: a Tensor, or None.
+            persistent: saved in `state_dict()` when True; otherwise it only moves with `.to()`.
+        """
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
         if not persistent:
             self.__dict__.setdefault("_non_persistent", set()).add(name)
 
     def add_module(self, name, module):
+        """Register `module` as the submodule `name` (what attribute assignment does)."""
         self._modules[name] = module
 
     # ---- traversal -----------------------------------------------------------------
     def named_modules(self, prefix=""):
+        """Yield `(name, module)` for this module and every submodule, depth first, each once."""
         seen, stack = set(), [(prefix, self)]
         while stack:
             name, module = stack.pop()
@@ -131,9 +174,16 @@ class Module:
                 yield (f"{module_name}.{name}" if module_name else name), value
 
     def named_parameters(self, prefix="", recurse=True):
+        """Yield `(dotted name, Parameter)` in registration order, each shared parameter once.
+
+        Args:
+            prefix: prepended to every name.
+            recurse: include the submodules' parameters. Default True.
+        """
         return self._named("_parameters", prefix, recurse)
 
     def parameters(self, recurse=True):
+        """Yield the Parameters, in `named_parameters()` order: what an optimizer takes."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
@@ -145,20 +195,24 @@ class Module:
             yield b
 
     def apply(self, fn):
+        """Call `fn(module)` on every submodule, then on this one (children first, as torch); returns self."""
         for m in list(self.modules())[::-1]:
             fn(m)
         return self
 
     # ---- modes -----------------------------------------------------------------------
     def train(self, mode=True):
+        """Set training mode (Dropout drops, BatchNorm uses batch statistics) here and below; returns self."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self):
+        """Set evaluation mode, `train(False)`; returns self."""
         return self.train(False)
 
     def zero_grad(self, set_to_none=True):
+        """Reset every parameter's `.grad`: to None (the default), or to zeros."""
         for p in self.parameters():
             if p.grad is None:
                 continue
@@ -181,8 +235,20 @@ class Module:
         return self
 
     def to(self, device=None, dtype=None):
-        """Move and/or cast (in place, as torch does for modules) every parameter and buffer; takes
-        Tensor.to's forms: .to("cuda"), .to("float64"), .to(np.float32), .to("cpu", "float64")."""
+        """Move and/or cast every parameter and buffer, in place (as torch does for modules).
+
+        Args:
+            device: "cpu", "cuda", "cuda:1", or a dtype (Tensor.to's forms: `.to("float64")`).
+            dtype: a floating dtype; integer buffers keep theirs.
+
+        Returns:
+            The module itself.
+
+        Examples:
+            >>> lin = nn.Linear(2, 2).to("float64")
+            >>> lin.weight.dtype
+            dtype('float64')
+        """
         device, dtype = split_device_dtype(device, dtype)
         if dtype is not None and dtype.kind != "f":
             raise DTypeError(f"{type(self).__name__}.to: modules take floating dtypes only, got {dtype}")
@@ -223,15 +289,45 @@ class Module:
                 yield from module._state_items(f"{prefix}{name}.")
 
     def state_dict(self, *, prefix="", keep_vars=False):
-        """Ordered {name: numpy array} of parameters and buffers, copies, in torch's key order;
-        keep_vars=True gives the Parameters and buffer Tensors themselves."""
+        """The parameters and persistent buffers by dotted name, in torch's key order.
+
+        Args:
+            prefix: prepended to every key.
+            keep_vars: give the Parameters and buffer Tensors themselves instead of copies.
+
+        Returns:
+            An OrderedDict of {name: numpy array} (host copies), which `load_state_dict` and
+            torch's `load_state_dict` (after `torch.from_numpy`) both take.
+
+        Examples:
+            >>> list(nn.LSTM(3, 4).state_dict())
+            ['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0']
+        """
         return OrderedDict((k, v if keep_vars else np.array(v.numpy(), copy=True))
                            for k, v in self._state_items(prefix))
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays (numpy arrays, Tensors, or anything with .numpy()) into parameters and buffers,
-        in place. All or nothing: every value is checked and converted to its target's dtype and
-        device before the first is written, so a bad entry leaves the model as it was."""
+        """Copy arrays into the parameters and buffers, in place.
+
+        All or nothing: every value is checked and converted to its target's dtype and device
+        before the first is written, so a bad entry leaves the model as it was.
+
+        Args:
+            state_dict: {name: numpy array, Tensor, torch tensor or anything with `.numpy()`}.
+            strict: missing and unexpected keys are an error. Default True.
+
+        Returns:
+            A named tuple `(missing_keys, unexpected_keys)`.
+
+        Raises:
+            ShapeError: missing or unexpected keys (strict), or a shape that differs.
+            DTypeError: a value that is not numeric.
+
+        Examples:
+            >>> a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+            >>> b.load_state_dict(a.state_dict())
+            IncompatibleKeys(missing_keys=[], unexpected_keys=[])
+        """
         own = OrderedDict(self._state_items())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -272,6 +368,7 @@ class Module:
 
     # ---- calling / printing ---------------------------------------------------------
     def forward(self, *args, **kwargs):
+        """What calling the module computes; every subclass defines it."""
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args, **kwargs):
@@ -300,16 +397,17 @@ class Module:
         return handle
 
     def register_forward_pre_hook(self, hook):
-        """hook(module, args) -> None or new args, before forward."""
+        """Run `hook(module, args)` before forward; it returns None or new args. Returns a handle with `remove()`."""
         return self._register("forward_pre", hook)
 
     def register_forward_hook(self, hook):
-        """hook(module, args, output) -> None or a new output, after forward."""
+        """Run `hook(module, args, output)` after forward; it returns None or a new output. Returns a handle."""
         return self._register("forward", hook)
 
     def register_full_backward_hook(self, hook):
-        """hook(module, grad_input, grad_output) -> None or a new grad_input tuple, once per backward,
-        when the gradients with respect to the module's tensor inputs are known (as in torch)."""
+        """Run `hook(module, grad_input, grad_output)` once per backward, when the gradients with
+        respect to the module's tensor inputs are known (as in torch); it returns None or a new
+        grad_input tuple. Returns a handle with `remove()`."""
         return self._register("backward", hook)
 
     def extra_repr(self):
