@@ -6,10 +6,30 @@ from .optimizer import Optimizer, check_nonnegative
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam with bias correction; amsgrad keeps the running max of the second moment.
+    """Adam (Kingma & Ba, 2015) with bias correction, as torch.optim.Adam.
 
-    State per parameter: 'step' (a float, as torch's step tensor holds), 'exp_avg', 'exp_avg_sq'
-    and, with amsgrad, 'max_exp_avg_sq' (arrays of the parameter's shape and dtype).
+    State per parameter: "step" (a float, as torch's step tensor holds), "exp_avg",
+    "exp_avg_sq" and, with amsgrad, "max_exp_avg_sq" (arrays of the parameter's shape and dtype).
+
+    Args:
+        params: Parameters, or parameter groups (dicts).
+        lr: learning rate. Default 1e-3.
+        betas: decay rates of the first and second moment averages. Default (0.9, 0.999).
+        eps: added to the denominator. Default 1e-8.
+        weight_decay: L2 penalty added to the gradient (decoupled with
+            `decoupled_weight_decay=True`, which is AdamW). Default 0.
+        amsgrad: divide by the running maximum of the second moment. Default False.
+        maximize: ascend instead of descend. Default False.
+        decoupled_weight_decay: shrink the parameters directly, as AdamW. Default False.
+
+    Examples:
+        >>> lstm = nn.LSTM(3, 8)
+        >>> opt = optim.Adam(lstm.parameters(), lr=1e-3)
+        >>> output, _ = lstm(tg.randn(5, 2, 3))
+        >>> output.pow(2).mean().backward()
+        >>> opt.step()
+        >>> sorted(opt.state[lstm.weight_hh_l0])
+        ['exp_avg', 'exp_avg_sq', 'step']
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
@@ -53,7 +73,18 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """torch.optim.AdamW: p <- p * (1 - lr * weight_decay) before the Adam step."""
+    """AdamW (Loshchilov & Hutter, 2019), as torch.optim.AdamW: p <- p * (1 - lr * weight_decay)
+    before the Adam step, the weight decay decoupled from the gradient.
+
+    Args:
+        params: Parameters, or parameter groups (dicts).
+        lr: learning rate. Default 1e-3.
+        betas: decay rates of the moment averages. Default (0.9, 0.999).
+        eps: added to the denominator. Default 1e-8.
+        weight_decay: decoupled weight decay. Default 1e-2.
+        amsgrad: divide by the running maximum of the second moment. Default False.
+        maximize: ascend instead of descend. Default False.
+    """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
                  maximize=False):

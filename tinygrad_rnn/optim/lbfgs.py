@@ -13,10 +13,34 @@ from .optimizer import Optimizer, check_nonnegative
 
 
 class LBFGS(Optimizer):
-    """torch.optim.LBFGS: step(closure) runs up to max_iter iterations; the closure re-evaluates the
-    loss (zero_grad, forward, backward). line_search_fn is None (a step of lr, after a first step
-    scaled by the gradient's size) or "strong_wolfe". One parameter group only, as in torch. State
-    lives with the first parameter, as in torch."""
+    """L-BFGS, as torch.optim.LBFGS: `step(closure)` runs up to max_iter quasi-Newton iterations.
+
+    The closure re-evaluates the loss (zero_grad, forward, backward) and returns it. One
+    parameter group only, and the state lives with the first parameter, both as in torch.
+
+    Args:
+        params: Parameters (one group).
+        lr: step size. Default 1.
+        max_iter: iterations per `step()`. Default 20.
+        max_eval: closure evaluations per `step()`. Default max_iter * 5 // 4.
+        tolerance_grad: stop when the largest gradient entry is at most this. Default 1e-7.
+        tolerance_change: stop when the loss or the step changes less. Default 1e-9.
+        history_size: (step, gradient change) pairs kept. Default 100.
+        line_search_fn: None (a step of lr, the first one scaled by the gradient's size) or
+            "strong_wolfe". Default None.
+
+    Examples:
+        >>> w = nn.Parameter(tg.tensor([1.5, -0.5]))
+        >>> opt = optim.LBFGS([w], line_search_fn="strong_wolfe")
+        >>> def closure():
+        ...     opt.zero_grad()
+        ...     loss = ((w - 3.0) ** 2).sum()
+        ...     loss.backward()
+        ...     return loss
+        >>> _ = opt.step(closure)
+        >>> [round(float(v), 4) for v in w.numpy()]
+        [3.0, 3.0]
+    """
 
     def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
                  history_size=100, line_search_fn=None):

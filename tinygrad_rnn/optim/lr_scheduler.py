@@ -8,7 +8,14 @@ from .optimizer import Optimizer
 
 
 class LRScheduler:
-    """Sets each param group's 'lr' from `get_lr()` on every `step()` (call it after optimizer.step())."""
+    """Base of the schedulers: sets each parameter group's "lr" from `get_lr()` on every `step()`.
+
+    Call `scheduler.step()` after `optimizer.step()`, once per epoch (or per batch), as in torch.
+
+    Args:
+        optimizer: the Optimizer whose learning rates it sets.
+        last_epoch: the index of the last epoch, to resume a schedule; -1 starts afresh.
+    """
 
     def __init__(self, optimizer, last_epoch=-1):
         if not isinstance(optimizer, Optimizer):
@@ -40,6 +47,7 @@ class LRScheduler:
         return self._last_lr
 
     def step(self):
+        """Advance the schedule one epoch and write the new lrs into the optimizer."""
         self._step_count += 1
         self.last_epoch += 1
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
@@ -51,6 +59,7 @@ class LRScheduler:
         return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
 
     def load_state_dict(self, state_dict):
+        """Restore from `state_dict()`'s output."""
         self.__dict__.update(state_dict)
 
     def _group_lrs(self):
@@ -58,7 +67,23 @@ class LRScheduler:
 
 
 class StepLR(LRScheduler):
-    """Multiply the lr by gamma every step_size epochs."""
+    """Multiplies the lr by gamma every step_size epochs.
+
+    Args:
+        optimizer: the Optimizer whose learning rates it sets.
+        step_size: epochs between decays.
+        gamma: the factor. Default 0.1.
+        last_epoch: to resume a schedule; -1 starts afresh.
+
+    Examples:
+        >>> opt = optim.SGD(nn.Linear(2, 1).parameters(), lr=1.0)
+        >>> sched = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+        >>> for epoch in range(4):
+        ...     opt.step()
+        ...     sched.step()
+        >>> sched.get_last_lr()
+        [0.25]
+    """
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size = step_size
@@ -72,8 +97,17 @@ class StepLR(LRScheduler):
 
 
 class CosineAnnealingLR(LRScheduler):
-    """eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2, by torch's recurrence
-    (which keeps going past T_max: the lr climbs back up over the next T_max epochs)."""
+    """Anneals the lr along a cosine: eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2.
+
+    Computed by torch's recurrence, which keeps going past T_max: the lr climbs back up over
+    the next T_max epochs.
+
+    Args:
+        optimizer: the Optimizer whose learning rates it sets.
+        T_max: epochs from base_lr down to eta_min.
+        eta_min: the lowest lr. Default 0.
+        last_epoch: to resume a schedule; -1 starts afresh.
+    """
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         self.T_max = T_max

@@ -19,9 +19,23 @@ from ..tensor import Tensor
 
 
 class Optimizer:
-    """params: an iterable of Parameters, or of dicts {'params': [...], <option>: value} (groups).
+    """Base of the optimizers: parameter groups, per-parameter state, torch-layout state dicts.
 
-    `state` maps each parameter (the object itself, as in torch) to a dict of arrays/numbers.
+    `state` maps each parameter (the object itself, as in torch) to a dict of arrays and
+    numbers; `param_groups` is a list of dicts, each with its `params` and its options.
+    Updates run on raw arrays, in place, outside the graph; each bumps the parameter's
+    version, so a graph saved before a step refuses to backward after it.
+
+    Args:
+        params: an iterable of Parameters, or of dicts `{"params": [...], <option>: value}`
+            (parameter groups; options a group leaves out take the optimizer's defaults).
+        defaults: the optimizer's options and their defaults.
+
+    Examples:
+        >>> model = nn.Linear(4, 2)
+        >>> opt = optim.SGD([{"params": [model.weight]}, {"params": [model.bias], "lr": 0.1}], lr=0.01)
+        >>> [group["lr"] for group in opt.param_groups]
+        [0.01, 0.1]
     """
 
     def __init__(self, params, defaults):
@@ -62,6 +76,7 @@ class Optimizer:
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none=True):
+        """Reset every parameter's `.grad`: to None (the default), or to zeros."""
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -72,7 +87,14 @@ class Optimizer:
                     p.grad._data = backend.get_array_module(p.grad._data).zeros_like(p.grad._data)
 
     def step(self, closure=None):
-        """One update of every parameter that has a gradient; returns closure()'s loss if given."""
+        """Update every parameter that has a gradient, once.
+
+        Args:
+            closure: a function that re-evaluates the model and returns the loss, or None.
+
+        Returns:
+            The closure's loss, or None.
+        """
         loss = None
         if closure is not None:
             with enable_grad():
@@ -91,9 +113,12 @@ class Optimizer:
 
     # ---- state --------------------------------------------------------------------------
     def state_dict(self):
-        """{'state': {index: {name: numpy array or number}}, 'param_groups': [{..., 'params': [index]}]}.
+        """The optimizer's state in torch's layout.
 
-        Parameters are numbered in group order, as torch does; arrays are host copies.
+        Returns:
+            `{"state": {index: {name: numpy array or number}}, "param_groups": [{..., "params":
+            [index, ...]}]}`, parameters numbered in group order as torch does, arrays as host
+            copies, so it saves with `tg.save` and loads into torch's optimizer too.
         """
         index = {}
         groups = []
@@ -106,7 +131,12 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Restore from `state_dict()`'s output; arrays go to each parameter's device and dtype."""
+        """Restore from `state_dict()`'s output (ours or torch's); arrays go to each parameter's
+        device and dtype.
+
+        Args:
+            state_dict: the dict `state_dict()` returned, for the same parameter groups.
+        """
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, "

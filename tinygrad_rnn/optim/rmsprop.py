@@ -7,10 +7,20 @@ from .optimizer import Optimizer, check_nonnegative
 
 
 class RMSprop(Optimizer):
-    """torch.optim.RMSprop: s <- alpha s + (1 - alpha) g^2;  p <- p - lr g / (sqrt(s) + eps), with
-    optional momentum on that step and `centered` (s minus the squared running mean of g).
+    """RMSprop, as torch.optim.RMSprop: s <- alpha s + (1 - alpha) g^2, p <- p - lr g / (sqrt(s) + eps).
 
-    State per parameter: 'step', 'square_avg', and 'momentum_buffer' / 'grad_avg' when used.
+    State per parameter: "step", "square_avg", and "momentum_buffer" / "grad_avg" when used.
+
+    Args:
+        params: Parameters, or parameter groups (dicts).
+        lr: learning rate. Default 1e-2.
+        alpha: decay of the running mean of g^2. Default 0.99.
+        eps: added to the denominator. Default 1e-8.
+        weight_decay: L2 penalty added to the gradient. Default 0.
+        momentum: momentum on the scaled step. Default 0.
+        centered: divide by an estimate of the variance (s minus the squared running mean of g).
+            Default False.
+        maximize: ascend instead of descend. Default False.
     """
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,

@@ -5,9 +5,28 @@ from .optimizer import Optimizer, check_nonnegative
 
 
 class SGD(Optimizer):
-    """torch.optim.SGD: v <- momentum * v + (1 - dampening) * g;  p <- p - lr * (g + momentum * v or v).
+    """Stochastic gradient descent, as torch.optim.SGD.
 
-    State per parameter (only with momentum): 'momentum_buffer', an array of its shape.
+    With g the gradient (plus weight_decay * p): v <- momentum * v + (1 - dampening) * g,
+    then p <- p - lr * v (or p - lr * (g + momentum * v) with nesterov). State per parameter,
+    only with momentum: "momentum_buffer", an array of its shape.
+
+    Args:
+        params: Parameters, or parameter groups (dicts).
+        lr: learning rate. Default 1e-3.
+        momentum: momentum factor. Default 0.
+        dampening: dampening of the momentum. Default 0.
+        weight_decay: L2 penalty added to the gradient. Default 0.
+        nesterov: Nesterov momentum (needs momentum > 0 and dampening 0). Default False.
+        maximize: ascend instead of descend. Default False.
+
+    Examples:
+        >>> model = nn.Linear(3, 1)
+        >>> opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        >>> loss = model(tg.randn(8, 3)).pow(2).mean()
+        >>> opt.zero_grad()
+        >>> loss.backward()
+        >>> opt.step()
     """
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
