@@ -21,7 +21,7 @@ from .tensor import Tensor, stack
 
 
 class Dataset:
-    """Anything with __getitem__(index) and __len__."""
+    """A dataset: anything with `__getitem__(index)` and `__len__()`; subclass it or duck-type it."""
 
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__} has no __getitem__")
@@ -31,7 +31,16 @@ class Dataset:
 
 
 class TensorDataset(Dataset):
-    """Samples are rows: dataset[i] = (t[i] for t in tensors); all tensors share their first dim."""
+    """A dataset of rows: `dataset[i]` is `tuple(t[i] for t in tensors)`.
+
+    Args:
+        *tensors: Tensors (or arrays) that share their first dim, the sample dim.
+
+    Examples:
+        >>> data = TensorDataset(tg.randn(10, 3), tg.arange(10))
+        >>> len(data), data[2][0].shape
+        (10, (3,))
+    """
 
     def __init__(self, *tensors):
         if not tensors:
@@ -50,6 +59,13 @@ class TensorDataset(Dataset):
 
 
 class Subset(Dataset):
+    """The samples of `dataset` at `indices`, in that order (what `random_split` returns).
+
+    Args:
+        dataset: the dataset to index.
+        indices: a sequence of indices into it.
+    """
+
     def __init__(self, dataset, indices):
         self.dataset, self.indices = dataset, list(indices)
 
@@ -61,7 +77,22 @@ class Subset(Dataset):
 
 
 def random_split(dataset, lengths, generator=None):
-    """Subsets of the given lengths (or fractions summing to 1), drawn without overlap."""
+    """Split a dataset into non-overlapping random subsets.
+
+    Args:
+        dataset: the dataset to split.
+        lengths: the subsets' lengths, summing to `len(dataset)`; or fractions summing to 1
+            (the remainder goes one each to the first subsets, as in torch).
+        generator: a seed or a numpy Generator; None draws from the global generator.
+
+    Returns:
+        A list of `Subset`s.
+
+    Examples:
+        >>> train, test = random_split(TensorDataset(tg.arange(10)), [0.8, 0.2], generator=0)
+        >>> len(train), len(test)
+        (8, 2)
+    """
     total = len(dataset)
     if all(isinstance(n, float) for n in lengths) and math.isclose(sum(lengths), 1.0):
         counts = [int(math.floor(total * f)) for f in lengths]
@@ -79,8 +110,17 @@ def random_split(dataset, lengths, generator=None):
 
 
 def default_collate(samples):
-    """A list of samples -> one batch: tensors stacked on a new first dim, numbers as a tensor,
-    tuples and dicts collated field by field."""
+    """Collate a list of samples into one batch, as torch's default_collate.
+
+    Tensors and arrays are stacked on a new first dim, numbers become a tensor, tuples, lists
+    and dicts are collated field by field; anything else comes back as the list.
+
+    Args:
+        samples: a list of samples of one structure.
+
+    Returns:
+        The batch, of the samples' structure.
+    """
     first = samples[0]
     if isinstance(first, Tensor):
         return stack(samples)
@@ -99,8 +139,25 @@ def default_collate(samples):
 
 
 class DataLoader:
-    """Batches of a dataset: batch_size samples collated into one, in order or shuffled anew each
-    epoch; drop_last leaves out a last, smaller batch."""
+    """Iterates over a dataset in batches, as torch.utils.data.DataLoader (single process).
+
+    Args:
+        dataset: a `Dataset` (anything with `__getitem__` and `__len__`).
+        batch_size: samples per batch. Default 1.
+        shuffle: a new random order every epoch (every `iter()`). Default False.
+        drop_last: leave out a last batch smaller than batch_size. Default False.
+        collate_fn: list of samples -> batch. Default `default_collate`.
+        generator: a seed or a numpy Generator for the shuffling; None draws from the global
+            generator (`tg.manual_seed`), so a seed fixes every epoch's order either way.
+
+    Examples:
+        >>> loader = DataLoader(TensorDataset(tg.randn(10, 3), tg.arange(10)), batch_size=4,
+        ...                     shuffle=True, generator=0)
+        >>> [(xb.shape, yb.shape) for xb, yb in loader]
+        [((4, 3), (4,)), ((4, 3), (4,)), ((2, 3), (2,))]
+        >>> len(DataLoader(range(10), batch_size=4, drop_last=True))
+        2
+    """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, collate_fn=None, generator=None):
         if batch_size is None or int(batch_size) < 1:
