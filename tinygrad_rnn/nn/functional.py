@@ -27,13 +27,35 @@ def check_tensor(value, who, name="input"):
 # ---- layers ---------------------------------------------------------------------------
 
 def linear(x, weight, bias=None):
-    """x (..., in) @ weight.T (out, in) + bias (out,) -> (..., out)."""
+    """Applies y = x @ weight.T + bias.
+
+    Args:
+        x: `(*, in_features)`.
+        weight: `(out_features, in_features)`.
+        bias: `(out_features,)`, or None.
+
+    Returns:
+        `(*, out_features)`.
+
+    Examples:
+        >>> F.linear(tg.randn(4, 3), tg.randn(2, 3), tg.zeros(2)).shape
+        (4, 2)
+    """
     out = x @ weight.T
     return out if bias is None else out + bias
 
 
 def dropout(x, p=0.5, training=True):
-    """Inverted dropout: zero with probability p, scale the rest by 1/(1-p); identity in eval."""
+    """Inverted dropout: zeroes each element with probability p and scales the rest by 1/(1-p).
+
+    Args:
+        x: any shape.
+        p: the probability of zeroing, in [0, 1]. Default 0.5.
+        training: when False, x is returned unchanged. Default True.
+
+    Returns:
+        x's shape.
+    """
     if not 0.0 <= p <= 1.0:
         raise InvalidValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
@@ -84,9 +106,21 @@ def log_softmax(input, dim):
 
 
 def embedding(input, weight, padding_idx=None):
-    """Rows of weight (num_embeddings, embedding_dim) at integer indices (...) -> (..., embedding_dim).
+    """Looks up rows of `weight` at integer indices.
 
     Repeated indices add their gradients; the row at padding_idx gets none.
+
+    Args:
+        input: `(*)` integer indices in [0, num_embeddings).
+        weight: `(num_embeddings, embedding_dim)`.
+        padding_idx: a row that gets no gradient, or None.
+
+    Returns:
+        `(*, embedding_dim)`.
+
+    Examples:
+        >>> F.embedding(tg.tensor([[1, 2], [0, 1]]), tg.randn(5, 3)).shape
+        (2, 2, 3)
     """
     index = _index_tensor(input, weight, "embedding")
     count = weight.shape[0]
@@ -105,11 +139,22 @@ def embedding(input, weight, padding_idx=None):
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
-    """Normalise input (N, C) or (N, C, L) per channel C.
+    """Batch normalisation of `(N, C)` or `(N, C, L)`, per channel C.
 
-    training: batch statistics (biased variance) normalise, and the running buffers (C,)
-    are blended in place with factor `momentum` (unbiased variance, as torch does).
-    Otherwise the running buffers normalise.
+    Args:
+        input: `(N, C)` or `(N, C, L)`.
+        running_mean: `(C,)` buffer, or None.
+        running_var: `(C,)` buffer, or None.
+        weight: `(C,)` scale, or None.
+        bias: `(C,)` shift, or None.
+        training: normalise with the batch statistics (biased variance) and blend them into the
+            running buffers in place (unbiased variance, as torch does); otherwise normalise
+            with the running buffers.
+        momentum: the newest batch's weight in the running buffers. Default 0.1.
+        eps: added to the variance. Default 1e-5.
+
+    Returns:
+        input's shape.
     """
     if input.ndim not in (2, 3):
         raise ShapeError(f"batch_norm: expected 2D or 3D input (N, C) or (N, C, L), got shape {input.shape}")
@@ -139,8 +184,18 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    """Normalise over the last len(normalized_shape) dims, which must equal normalized_shape, with the
-    biased variance; then scale by weight and shift by bias (both of normalized_shape)."""
+    """Layer normalisation over the last `len(normalized_shape)` dims, with the biased variance.
+
+    Args:
+        input: `(*, *normalized_shape)`.
+        normalized_shape: an int or a tuple, the trailing shape normalised over.
+        weight: scale of `normalized_shape`, or None.
+        bias: shift of `normalized_shape`, or None.
+        eps: added to the variance. Default 1e-5.
+
+    Returns:
+        input's shape.
+    """
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if not shape or input.ndim < len(shape) or input.shape[input.ndim - len(shape):] != shape:
         raise ShapeError(f"layer_norm: input of shape {input.shape} does not end in normalized_shape {shape}")
@@ -173,11 +228,29 @@ def _blend(buffer, batch_value, momentum):
 # ---- losses ---------------------------------------------------------------------------
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """Loss of logits input (N, C), (N, C, d1, ...) or (C,) against class indices target
-    (N,), (N, d1, ...) or () -- or against class probabilities of input's shape.
+    """Cross entropy of logits against class indices or class probabilities.
 
     label_smoothing e mixes the one-hot target with the uniform 1/C, as torch does:
     (1 - e) * nll + e * (mean over classes of -weight_c * log p_c).
+
+    Args:
+        input: logits `(N, C)`, `(N, C, d1, ...)` or `(C,)`, a floating dtype.
+        target: class indices `(N,)`, `(N, d1, ...)` or `()` (int64 or uint8), or class
+            probabilities of input's shape.
+        weight: `(C,)` per-class weights, or None.
+        ignore_index: a target value that contributes nothing. Default -100.
+        reduction: "none", "mean" or "sum". Default "mean". The mean divides by the summed
+            weights of the counted targets.
+        label_smoothing: e in [0, 1]. Default 0.
+
+    Returns:
+        A scalar; with reduction="none" the target's shape.
+
+    Examples:
+        >>> logits = tg.randn(20, 4, 5)                      # (T, B, classes)
+        >>> targets = tg.randint(0, 5, size=(20, 4))
+        >>> F.cross_entropy(logits.reshape(-1, 5), targets.reshape(-1)).shape
+        ()
     """
     if not 0.0 <= label_smoothing <= 1.0:
         raise InvalidValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
@@ -194,8 +267,18 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
-    """Negative log-likelihood of log-probabilities input (N, C), (N, C, d1, ...) or (C,)
-    at class indices target (N,), (N, d1, ...) or ()."""
+    """Negative log-likelihood of log-probabilities at class indices.
+
+    Args:
+        input: log-probabilities `(N, C)`, `(N, C, d1, ...)` or `(C,)`.
+        target: class indices `(N,)`, `(N, d1, ...)` or `()` (int64 or uint8).
+        weight: `(C,)` per-class weights, or None.
+        ignore_index: a target value that contributes nothing. Default -100.
+        reduction: "none", "mean" or "sum". Default "mean".
+
+    Returns:
+        A scalar; with reduction="none" the target's shape.
+    """
     if check_tensor(input, "nll_loss").ndim == 0:
         raise ShapeError("nll_loss: input must have 1 dim (C,) or more (N, C, ...), got a 0-d tensor")
     return _nll(input, _as_tensor(target, input), weight, ignore_index, reduction, 0.0, "nll_loss")
@@ -241,9 +324,21 @@ def _soft_target_loss(log_probs, target, weight, reduction, smoothing):
 
 @backend.quietly  # at x = +inf, t = 1 the value is 0 * inf = nan, as torch's, without numpy's warning
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
-    """Sigmoid + binary cross entropy on logits, stable for any logit, torch's formula:
-    (1 - t) * x - (1 + (pos_weight - 1) * t) * logsigmoid(x). At x = +-inf the gradient is finite
-    (sigmoid(x) - t, weighted) while the value may be nan, both as in torch."""
+    """Sigmoid and binary cross entropy on logits in one, stable for any logit.
+
+    torch's formula: (1 - t) * x - (1 + (pos_weight - 1) * t) * logsigmoid(x). At x = ±inf the
+    gradient is finite (sigmoid(x) - t, weighted) while the value may be nan, both as in torch.
+
+    Args:
+        input: logits, any shape.
+        target: input's shape, floating, in [0, 1].
+        weight: broadcastable to input's shape, or None.
+        reduction: "none", "mean" or "sum". Default "mean".
+        pos_weight: weights of the positive term, broadcastable to the target's shape, or None.
+
+    Returns:
+        A scalar; with reduction="none" input's shape.
+    """
     target = _float_target(input, target, "binary_cross_entropy_with_logits")
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     log_weight = 1.0 if pos_weight is None else (_same_dtype(pos_weight, input) - 1.0) * target + 1.0
@@ -252,11 +347,21 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
-    """-w (t log x + (1 - t) log(1 - x)) for probabilities x in [0, 1]; each log clamped at -100.
+    """Binary cross entropy, -w (t log x + (1 - t) log(1 - x)), for probabilities x in [0, 1];
+    each log clamped at -100.
 
     The gradient is torch's formula rather than the derivative of the clamped value:
     w (x - t) / max(x (1 - x), 1e-12) for x, w (log(1 - x) - log x) for t (logs clamped
-    here too, where torch gives +-inf), so saturated probabilities train as in torch.
+    here too, where torch gives ±inf), so saturated probabilities train as in torch.
+
+    Args:
+        input: probabilities, any shape.
+        target: input's shape, floating, in [0, 1].
+        weight: broadcastable to input's shape, or None.
+        reduction: "none", "mean" or "sum". Default "mean".
+
+    Returns:
+        A scalar; with reduction="none" input's shape.
     """
     target = _float_target(input, target, "binary_cross_entropy")
     _check_reduction(reduction, "binary_cross_entropy")
@@ -278,8 +383,22 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
 
 
 def mse_loss(input, target, reduction="mean"):
-    """(input - target) ** 2, elementwise, then reduced; shapes must match. Mixed float dtypes give
-    the wider one, as torch's (a float64 target makes a float64 loss)."""
+    """Squared error, (input - target) ** 2 elementwise, then reduced.
+
+    Mixed float dtypes give the wider one, as torch's (a float64 target makes a float64 loss).
+
+    Args:
+        input: any shape.
+        target: input's shape (no broadcasting).
+        reduction: "none", "mean" or "sum". Default "mean".
+
+    Returns:
+        A scalar; with reduction="none" input's shape.
+
+    Examples:
+        >>> float(F.mse_loss(tg.tensor([1.0, 2.0]), tg.tensor([1.0, 4.0]), reduction="sum"))
+        4.0
+    """
     target = _float_target(input, target, "mse_loss", cast=False)
     _check_reduction(reduction, "mse_loss")
     diff = input - target
