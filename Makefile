@@ -12,7 +12,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@echo "torch 2.13 (CPU; the tests' reference), matplotlib, tqdm, scikit-learn and graphviz"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,oracle,examples,viz]'
+	$(PY) -m pip install -q -e '.[test,oracle,examples,viz,docs]'
 	touch $(STAMP)
 
 system-packages:
@@ -25,9 +25,14 @@ test: $(STAMP) system-packages
 	$(PY) -m ruff check tinygrad_rnn tests benchmarks examples
 	$(PY) -m pytest -q
 
-# the pictures in docs/viz.md and the README, regenerated (commit docs/img with the change that moved them)
+# every figure regenerated (the graph pictures, then each example run as its page shows, its results
+# line written into the page), then the site built strictly into site/; commit docs/ with the change
+# that moved them. A .venv stamped before the docs extra existed gets it here.
 docs: $(STAMP) system-packages
+	$(PY) -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || $(PY) -m pip install -q -e '.[docs]'
 	$(PY) tools/make_viz_docs.py
+	$(PY) tools/make_example_figures.py
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
