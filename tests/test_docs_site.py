@@ -39,7 +39,7 @@ def test_site_builds_strictly(tmp_path):
     assert "in_features" in (site / "api" / "nn.html").read_text(encoding="utf-8")
 
 
-@pytest.mark.parametrize("page", ["index.md", "tour.md", "bptt.md", "jordan.md"])
+@pytest.mark.parametrize("page", ["index.md", "tour.md", "bptt.md"])
 def test_page_snippets_run_in_order(page, tmp_path, monkeypatch):
     """A page's python blocks, run one after another in one namespace, as a reader pastes them."""
     blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(encoding="utf-8"), re.S)
