@@ -112,7 +112,6 @@ def plot(histories, args):
 
 def main(args):
     rng = setup(args)
-    tg.set_num_threads(1)  # the matrices are tiny: extra BLAS threads only spin against each other
     data = digits(rng, args.test_size)
     histories = {}
     for label, batch_norm in (("without BN", False), ("with BN", True)):

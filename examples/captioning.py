@@ -123,7 +123,6 @@ def plot(images, captions, labels, args, columns=8):
 
 def main(args):
     rng = setup(args)
-    tg.set_num_threads(1)  # batches of 64 by 64: BLAS threads would only contend
     pixels, labels = load_digits(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(
         (pixels / 16).astype(np.float32), labels, test_size=args.test_size, stratify=labels,

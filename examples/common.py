@@ -27,9 +27,12 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 
 def setup(args) -> np.random.Generator:
-    """Seed everything from --seed, make --out, and return a numpy Generator for the data."""
+    """Seed everything from --seed, set the BLAS threads, make --out, and return a numpy Generator."""
     tg.manual_seed(args.seed)
     np.random.seed(args.seed)
+    # One BLAS thread unless the script offers --threads: these models' matmuls are small, and on a
+    # busy machine extra BLAS threads make them many times slower, not faster.
+    tg.set_num_threads(getattr(args, "threads", 1))
     args.out.mkdir(parents=True, exist_ok=True)
     return np.random.default_rng(args.seed)
 
@@ -62,6 +65,6 @@ def save_figure(figure, args, name: str) -> Path:
 
 def report(name: str, **results) -> dict:
     """Print the results line: `RESULT <example> {json}`; the smoke tests parse it."""
-    clean = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in results.items()}
+    clean = {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in results.items()}  # 6 digits, any scale
     print(f"RESULT {name} {json.dumps(clean, sort_keys=True, default=str)}")
     return clean

@@ -132,7 +132,6 @@ def plot(results, clean_test, noisy_test, best, floors, args):
 
 def main(args):
     rng = setup(args)
-    tg.set_num_threads(1)  # small matrices: more BLAS threads only contend
     first = max(args.lengths)
     clean_train, noisy_train = sum_of_sines(rng, args.train_length + first, args.noise)
     clean_test, noisy_test = sum_of_sines(rng, args.test_length + first, args.noise)

@@ -18,6 +18,9 @@ ROLE_TEXT = {"i": "input gate", "f": "forget gate", "g": "candidate", "o": "outp
              "h": "hidden state", "r": "reset gate", "z": "update gate", "n": "candidate"}
 
 
+FUSED_STEPS = frozenset({"lstmstep", "grustep", "rnnstep"})  # ops.LSTMStep, ...: a whole cell step in one node
+
+
 def cell_kind(roles):
     if {"i", "f", "o"} <= roles:
         return "LSTM"
@@ -312,6 +315,9 @@ class Builder:
             parts.append("red (class bptt-path): the path backward takes from the root to the highlighted tensor")
         if self.scale is not None:
             parts.append("fill: ‖∂L/∂node‖ (log scale); recurrent edges: ‖∂L/∂h⟨t−1⟩‖ / ‖∂L/∂h⟨t⟩‖")
+        if self.keys.detail == "op" and any(n.op in FUSED_STEPS for n in graph.nodes):
+            parts.append("fused cell steps are one node each: "
+                         "build the graph under tg.nn.fused(False) to see every gate")
         return "\n".join(parts + self.notes)
 
     def _param_steps(self):
@@ -425,11 +431,18 @@ class Builder:
                                       {"style": "dashed", "color": "#888888"}))
 
     def _cut_target(self, marked, fallback):
-        """Where the missing state went in: the step's first node computed from leaves only (its
-        recurrent matmul, whose state input had no graph); else the node that carries the mark."""
-        for node in self.graph.nodes:
-            if (node.recurrent and node.lane == marked.lane and node.local_step == marked.local_step
-                    and node.parents and all(self.graph.nodes[p].fn is None for p in node.parents)):
+        """Where the missing state went in: the op of the cut step that uses the lane's recurrent
+        weight (a weight that, in the other steps, meets the previous step's state in one op);
+        else the node that carries the mark."""
+        graph, lane = self.graph, marked.lane
+        states = {i for (l, _), roles in graph.final_states.items() if l == lane for i in roles.values()}
+        recurrent = set()
+        for node in graph.nodes:
+            if node.lane == lane and any(p in states for p in node.parents):
+                recurrent.update(p for p in node.parents if graph.nodes[p].fn is None)
+        for node in graph.nodes:
+            if (node.recurrent and node.lane == lane and node.local_step == marked.local_step
+                    and any(p in recurrent for p in node.parents)):
                 key = self.keys(node)
                 if key in self.names:
                     return key
