@@ -37,6 +37,7 @@ docs: $(STAMP) system-packages
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/rnn.py
+	$(PY) benchmarks/lm.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -112,6 +112,33 @@ def test_cross_entropy_probability_targets_match_torch(shape, reduction, weighte
 
 
 @needs_torch
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted, label_smoothing", [(False, 0.0), (True, 0.0), (True, 0.1)])
+def test_large_vocabulary_matches_torch(reduction, weighted, label_smoothing):
+    """A language model's loss: 300 tokens over 16k classes, some ignored."""
+    vocab = 16_000
+    options = dict(reduction=reduction, label_smoothing=label_smoothing, ignore_index=7)
+    if weighted:
+        options["weight"] = np.random.uniform(0.2, 2.0, vocab)
+    target = class_targets((300,), vocab, ignore_index=7)
+    compare(F.cross_entropy, TF.cross_entropy, np.random.standard_normal((300, vocab)), target, **options)
+
+
+@pytest.mark.parametrize("shape", [(300, 16_000), (4, 16_000, 75)])
+def test_nll_loss_picks_targets_without_a_dense_one_hot(shape):
+    """Besides the input itself, no node of the loss's graph holds (tokens x vocabulary) numbers:
+    the loss is a gather of the target entries, O(tokens). (A permute, moving the class dim last,
+    is a view: it holds no numbers of its own.)"""
+    log_probs = tg.randn(*shape, requires_grad=True)
+    loss = F.nll_loss(log_probs, tg.tensor(class_targets(_target_shape(shape), shape[1], ignore_index=-100)))
+    sizes = [int(np.prod(node.shape)) for node in tg.autograd.walk(loss)
+             if not node.is_leaf and node.op != "permute"]
+    assert max(sizes) <= shape[0] * int(np.prod(shape[2:])), sizes
+    loss.backward()
+    assert log_probs.grad.shape == shape
+
+
+@needs_torch
 def test_all_targets_ignored_gives_nan_mean_and_zero_gradient_like_torch():
     target = np.full(4, -100)
     for fn, theirs in ((F.cross_entropy, TF.cross_entropy), (F.nll_loss, TF.nll_loss)):

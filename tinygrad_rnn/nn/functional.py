@@ -295,19 +295,25 @@ def _nll(log_probs, target, weight, ignore_index, reduction, smoothing, op):
         raise ShapeError(f"{op}: input of shape {log_probs.shape} needs a target of shape {expected}, "
                          f"got {target.shape}")
     xp = get_xp(target)
-    kept = target._data != ignore_index
+    kept = (target._data != ignore_index).reshape(target.shape)  # an array even for a 0-d target
     safe = xp.where(kept, target._data, 0)
     _check_classes(safe, kept, classes, ignore_index, op)
     class_weight = _class_weights(weight, classes, log_probs, op)
-    # One constant coefficient per (element, class): the nll picks the target class,
-    # smoothing spreads over all classes; ignored elements get all zeros.
-    coefficient = (1.0 - smoothing) * (safe[..., None] == xp.arange(classes)).astype(log_probs.dtype)
-    coefficient = (coefficient + smoothing / classes) * class_weight * kept[..., None]
-    losses = -(_classes_last(log_probs) * Tensor._make(coefficient, False, None)).sum(-1)
+    # O(targets), not O(targets x classes): pick each target's log-probability (forward a gather,
+    # backward a scatter into the gradient) instead of multiplying by a dense one-hot matrix.
+    per_class = _classes_last(log_probs)
+    leading = xp.meshgrid(*[xp.arange(n) for n in safe.shape], indexing="ij", sparse=True) if safe.ndim else ()
+    picked_weight = class_weight[safe.reshape(-1)].reshape(safe.shape) * kept
+    losses = -(per_class[(*leading, safe)] * Tensor._make((1.0 - smoothing) * picked_weight, False, None))
+    if smoothing:
+        # smoothing spreads e/C over every class: the class-weighted sum of all log-probabilities
+        spread = (smoothing / classes) * class_weight
+        losses = losses - (per_class @ Tensor._make(spread, False, None)) * Tensor._make(kept.astype(
+            log_probs.dtype), False, None)
     if reduction != "mean":
         return losses if reduction == "none" else losses.sum()
     # torch's mean: divide by the summed weights of the non-ignored targets.
-    denominator = float((class_weight[safe] * kept).sum())
+    denominator = float(picked_weight.sum())
     if denominator == 0.0:
         return losses.sum() + float("nan")  # torch: NaN value, zero gradient
     return losses.sum() / denominator
