@@ -351,3 +351,20 @@ def test_below_op_detail_out_t_is_drawn_from_h_t_past_the_stack():
     assert labels[parent].startswith("h⟨2⟩")
     assert not any(label.startswith("cat") for label in labels.values())  # nothing else reads the stack
     assert any(label.startswith("cat") for label in nodes_of(viz.to_dot(root, params=lstm)).values())  # op: every op
+
+
+def test_a_scope_repeated_per_step_without_recurrence_is_not_a_cell():
+    """`with tg.scope("loss"):` around each step's loss: placed in the steps, not a time axis of its own."""
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 3)
+    out, _ = lstm(tg.randn(4, 1, 2))
+    total = None
+    for t in range(4):
+        with tg.scope("loss"):
+            term = (out[t] ** 2).sum()
+        total = term if total is None else total + term
+    graph = viz_graph.read(total, lstm)
+    assert graph.steps == 4 and set(graph.lanes) == {"lstm/l0"}
+    assert {n.step for n in graph.nodes if n.lane == "loss"} == {0, 1, 2, 3}
+    text = viz.to_dot(total, params=lstm, detail="cell")
+    assert sum(label.startswith("LSTM cell") for label in nodes_of(text).values()) == 4

@@ -167,8 +167,8 @@ def _assign_steps(graph):
     for (parent, label), by_serial in instances.items():
         for index, (used, serials) in enumerate(_same_cell(nodes, by_serial)):
             recurrent = any(nodes[i].role == "h" for s in serials for i in by_serial[s])
-            if len(serials) < 2 and not recurrent:
-                continue
+            if not recurrent and not (len(serials) > 1 and _chained(nodes, [by_serial[s] for s in sorted(serials)])):
+                continue  # a scope merely repeated per step (a loss), not a recurrence: placed by step 4
             lane = tuple(c for c, _ in parent) + (label + (f"#{index}" if index else ""),)
             call = ("loop", parent, label, used)
             for step, serial in enumerate(sorted(serials)):
@@ -303,6 +303,23 @@ def _steps_of_row(nodes, start, dim, row, offsets):
         if len(work) > 10_000:
             return None
     return found
+
+
+def _chained(nodes, entries):
+    """Whether each entry of a repeated scope (a list of node-id lists, in the order they ran)
+    was computed from the one before: a recurrence even without a marked state (a custom cell)."""
+    entry_of = {i: k for k, ids in enumerate(entries) for i in ids}
+    latest = {}  # node id -> the latest entry among the node and its ancestors
+    fed = set()  # entries k that read from entry k-1
+    for node in nodes:
+        reached = max((latest.get(p, -1) for p in node.parents), default=-1)
+        own = entry_of.get(node.id)
+        if own is not None:
+            if reached == own - 1:
+                fed.add(own)
+            reached = max(reached, own)
+        latest[node.id] = reached
+    return all(k in fed for k in range(1, len(entries)))
 
 
 def _same_cell(nodes, by_serial):

@@ -21,10 +21,11 @@ ROLE_TEXT = {"i": "input gate", "f": "forget gate", "g": "candidate", "o": "outp
 FUSED_STEPS = frozenset({"lstmstep", "grustep", "rnnstep"})  # ops.LSTMStep, ...: a whole cell step in one node
 
 
-def cell_kind(roles):
-    if {"i", "f", "o"} <= roles:
+def cell_kind(roles, ops=()):
+    """"LSTM", "GRU", "RNN" or "cell", from the gates a lane's steps mark (or its fused step ops)."""
+    if {"i", "f", "o"} <= roles or "lstmstep" in ops:
         return "LSTM"
-    if {"r", "z"} <= roles:
+    if {"r", "z"} <= roles or "grustep" in ops:
         return "GRU"
     return "RNN" if "h" in roles else "cell"
 
@@ -187,10 +188,11 @@ class Builder:
         if len(self.members) > options.max_nodes:
             self.members = dict(list(self.members.items())[:options.max_nodes])
         self.names = {key: f"n{i}" for i, key in enumerate(self.members)}
-        self.lane_roles = {}
+        self.lane_roles, self.lane_ops = {}, {}
         for node in graph.nodes:
             if node.recurrent:
                 self.lane_roles.setdefault(node.lane, set()).add(node.role)
+                self.lane_ops.setdefault(node.lane, set()).add(node.op)
         self.scale = self._scale()
         self.consumer_steps = {}
         for node in graph.nodes:
@@ -239,7 +241,7 @@ class Builder:
             return f"… {len(steps)} steps …\n(t{steps[0]}..t{steps[-1]})" if steps else "…"
         if kind == "cell":
             lane, step = key[1], key[2]
-            name = cell_kind(self.lane_roles.get(lane, set()))
+            name = cell_kind(self.lane_roles.get(lane, set()), self.lane_ops.get(lane, set()))
             if step is None:
                 return f"{name} cell\n{lane}\n×{graph.lanes.get(lane, 1)}"
             local = self.representative(key).local_step
