@@ -88,7 +88,6 @@ def train(cell, length, args, rng):
 
 def main(args):
     rng = setup(args)
-    tg.set_num_threads(1)  # these matrices are tiny: more BLAS threads only contend, and change the sums
     runs = [(cell, length) for cell in args.cells for length in args.lengths]
     results = {f"{cell}_{length}": train(cell, length, args, rng) for cell, length in runs}
 

@@ -123,7 +123,6 @@ def evaluate(model, held_out):
 
 def main(args):
     rng = setup(args)
-    tg.set_num_threads(1)  # batches of 64 by 128 units: extra BLAS threads mostly wait on each other
     model = Seq2Seq(args.embedding_dim, args.hidden_size)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     held_out = batch(rng, args.test_size, args.max_digits)

@@ -148,7 +148,6 @@ def show(test, predictions, count=3):
 
 def main(args):
     rng = setup(args)
-    tg.set_num_threads(1)  # small matrices: extra BLAS threads only contend, and change the sums
     train_set = corpus(rng, args.train_size, 4, args.max_length)
     test = corpus(rng, args.test_size, 4, args.max_length)
     words, gold = test.tensors[0].numpy(), test.tensors[1].numpy()
