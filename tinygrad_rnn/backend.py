@@ -6,6 +6,8 @@ call numpy directly) plugs in by registering one `Backend`.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .errors import DeviceError
@@ -236,3 +238,16 @@ def manual_seed(seed: int):
 
 def host_rng() -> np.random.Generator:
     return _rng
+
+
+def get_rng_state() -> dict:
+    """The global generator's state (numpy's bit-generator state dict, plain ints and strings, so
+    tg.save can checkpoint it): with set_rng_state, a resumed run draws what it would have drawn."""
+    return copy.deepcopy(_rng.bit_generator.state)
+
+
+def set_rng_state(state: dict):
+    """Restore what get_rng_state returned."""
+    if not isinstance(state, dict) or "bit_generator" not in state:
+        raise TypeError(f"set_rng_state: expected the dict get_rng_state returns, got {type(state).__name__}")
+    _rng.bit_generator.state = copy.deepcopy(state)
