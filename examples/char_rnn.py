@@ -160,11 +160,6 @@ def sample(model, vocab, prime, length, temperature):
 
 # ---- checkpoints --------------------------------------------------------------------------
 
-def rng_state():
-    """The global generator that tg.multinomial draws from (tg has no get_rng_state)."""
-    return tg.backend.host_rng().bit_generator.state
-
-
 def config(args, vocab):
     """What a checkpoint must share with the run that resumes it."""
     return {"cell": args.cell, "input": args.input, "projection": args.projection, "hidden": args.hidden,
@@ -176,7 +171,7 @@ def save_checkpoint(path, model, optimizer, run):
     """Everything the next step depends on, written atomically (a crash mid-save keeps the old
     file): weights, Adam's moments, the step (which is the data position), the carried state, the
     generator, and the loss history so that the curve and the results continue too."""
-    tg.save({"model": model.state_dict(), "optim": optimizer.state_dict(), "rng": rng_state(), **run}, path)
+    tg.save({"model": model.state_dict(), "optim": optimizer.state_dict(), "rng": tg.get_rng_state(), **run}, path)
 
 
 def resume(path, model, optimizer, expected):
@@ -189,7 +184,7 @@ def resume(path, model, optimizer, expected):
         raise SystemExit(f"--resume: {path} was made with other settings ({', '.join(changed)})")
     model.load_state_dict(saved.pop("model"))
     optimizer.load_state_dict(saved.pop("optim"))
-    tg.backend.host_rng().bit_generator.state = saved.pop("rng")
+    tg.set_rng_state(saved.pop("rng"))  # the samples in the log draw from it
     return saved
 
 
