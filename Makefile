@@ -4,22 +4,33 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test lint bench clean system-packages docs
 
-$(STAMP): setup.cfg pyproject.toml
-	@echo "creating $(VENV) and installing tinygrad_rnn with numpy, the test tools (pytest, hypothesis, ruff),"
-	@echo "torch 2.13 (CPU; the tests' reference), matplotlib, tqdm, scikit-learn and graphviz"
+$(PY):
+	@echo "creating $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+
+# the demo installs only what it needs; the tests install everything (a superset)
+$(DEMO_STAMP): setup.cfg pyproject.toml | $(PY)
+	@echo "installing tinygrad_rnn into $(VENV) with what the demo needs: numpy, matplotlib, tqdm, graphviz, threadpoolctl"
+	$(PY) -m pip install -q -e '.[demo]'
+	touch $(DEMO_STAMP)
+
+$(STAMP): setup.cfg pyproject.toml | $(PY)
+	@echo "installing tinygrad_rnn into $(VENV) with numpy, the test tools (pytest, hypothesis, ruff), torch 2.13"
+	@echo "(CPU; the tests' reference), matplotlib, tqdm, scikit-learn, graphviz and mkdocs (the docs site)"
 	$(PY) -m pip install -q -e '.[test,oracle,examples,viz,docs]'
 	touch $(STAMP)
 
 system-packages:
 	@bash tools/system-packages.sh dot:graphviz chromium:chromium
 
-demo: $(STAMP)
-	$(PY) examples/demo.py
+demo: $(DEMO_STAMP)
+	@bash tools/system-packages.sh dot:graphviz
+	$(PY) examples/char_rnn.py
 
 test: $(STAMP) system-packages
 	$(PY) -m ruff check tinygrad_rnn tests benchmarks examples
@@ -40,4 +51,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/lm.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache site
