@@ -31,6 +31,11 @@ def written(a, index, value):
     return out
 
 
+def _product(tensors):
+    """h * c of a cell's state: both halves of a fused step's output reach the check."""
+    return tensors[0] * tensors[1]
+
+
 def in_place_on_view(a, b):
     """An in-place op through a view writes into the base: the base's graph records it."""
     out = a * 1.0
@@ -97,6 +102,19 @@ ROWS = [
     row({"matmul"}, lambda a, b: a @ b, [(2, 1, 3, 4), (5, 4, 2)], id="matmul-batched-broadcast"),
     row({"matmul"}, lambda a, b: a @ b, [(4,), (4, 2)], id="matmul-vector-left"),
     row({"matmul"}, lambda a, b: a @ b, [(2, 3, 4), (4,)], id="matmul-vector-right"),
+    # fused cell steps: x_proj, h (, c), w_hh_t (, b_hh); the LSTM's (2, B, H) output weighted per entry
+    row({"lstmstep"}, lambda x, h, c, w: ops.LSTMStep.apply(x, h, c, w) * ramp(x, 2, 2, 3),
+        [(2, 12), (2, 3), (2, 3), (3, 12)], id="lstmstep"),
+    row({"grustep"}, lambda x, h, w, b: ops.GRUStep.apply(x, h, w, b) * ramp(x, 2, 3),
+        [(2, 9), (2, 3), (3, 9), (9,)], id="grustep"),
+    row({"grustep"}, lambda x, h, w: ops.GRUStep.apply(x, h, w) * ramp(x, 2, 3), [(2, 9), (2, 3), (3, 9)],
+        id="grustep-no-bias"),
+    row({"rnnstep"}, lambda x, h, w, b: ops.RNNStep.apply(x, h, w, b) * ramp(x, 2, 3),
+        [(2, 3), (2, 3), (3, 3), (3,)], id="rnnstep-tanh"),
+    row({"rnnstep"}, lambda x, h, w: ops.RNNStep.apply(x, h, w, nonlinearity="relu") * ramp(x, 2, 3),
+        [(2, 3), (2, 3), (3, 3)], id="rnnstep-relu"),
+    row(set(), lambda x, h, c, w_ih, w_hh, b: _product(tg.nn.lstm_cell(x, (h, c), w_ih, w_hh, b, b)),
+        [(2, 3), (2, 2), (2, 2), (8, 3), (8, 2), (8,)], id="lstm_cell-fused"),
     row({"clone"}, lambda a: a.clone() * ramp(a, 3, 4), [(3, 4)], id="clone"),
     row({"copyslices"}, lambda a, b: ops.CopySlices.apply(a, b, chain=((ops.GetItem, {"index": (slice(1, 3),)}),)),
         [(4, 3), (3,)], id="copyslices"),

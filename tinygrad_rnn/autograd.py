@@ -387,6 +387,43 @@ class SparseGrad:
         return self.add_into(xp.zeros(self.shape, dtype=self.values.dtype))
 
 
+class MatmulGrad:
+    """A gradient equal to the sum over its parts of left.T @ right, kept unevaluated until its
+    target's gradient is read: what a recurrent weight gets from every time step (left h<t-1>
+    (B, H), right the step's gate gradients (B, G*H)). The engine appends the parts as the steps
+    send them and then does one (H, T*B) @ (T*B, G*H) matmul, instead of T small matmuls and
+    T additions of an (H, G*H) array."""
+
+    __slots__ = ("left", "right", "shape")
+
+    def __init__(self, left, right):
+        self.left, self.right, self.shape = [left], [right], (left.shape[-1], right.shape[-1])
+
+    @property
+    def values(self):  # what anomaly mode checks: the newest gate gradients
+        return self.right[-1]
+
+    def extend(self, other):
+        self.left += other.left
+        self.right += other.right
+
+    CHUNK = 16  # parts per matmul: big enough for BLAS, small enough that the copies stay small
+
+    def dense(self):
+        if len(self.left) == 1:
+            return self.left[0].T @ self.right[0]
+        xp = backend.get_array_module(self.right[0])
+        total = None
+        for start in range(0, len(self.left), self.CHUNK):
+            part = (xp.concatenate(self.left[start:start + self.CHUNK]).T
+                    @ xp.concatenate(self.right[start:start + self.CHUNK]))
+            if total is None:
+                total = part
+            else:
+                total += part
+        return total
+
+
 def _is_node(parent):
     return isinstance(parent, Function)
 
@@ -459,6 +496,8 @@ class _Sweep:
             grad = grads.pop(id(node), None)  # no consumer comes later in this order: done with it
             if grad is None:
                 continue
+            if type(grad) is MatmulGrad:
+                grad = grad.dense()
             if needed is not None and id(node) not in needed:
                 continue
             if node.hooks is not None or capture is not None:
@@ -504,11 +543,23 @@ class _Sweep:
     def send(self, target, grad):
         """Add `grad` (dense, or a SparseGrad) into the buffer of `target` (a node or a leaf),
         summed down to its shape."""
+        key = id(target)
+        previous = self.grads.get(key)
+        if type(grad) is MatmulGrad or type(previous) is MatmulGrad:
+            if type(grad) is type(previous):
+                previous.extend(grad)  # the engine's own object (a step's, stored on first arrival)
+                return
+            if previous is None:
+                self.grads[key] = grad
+                return
+            if type(previous) is MatmulGrad:  # mixed with a dense or sparse gradient: evaluate it now
+                previous = self.grads[key] = previous.dense()
+                self.owned.add(key)
+            else:
+                grad = grad.dense()
         sparse = type(grad) is SparseGrad
         if not sparse and grad.shape != target.shape:
             grad = sum_to(grad, target.shape)
-        key = id(target)
-        previous = self.grads.get(key)
         if previous is None:
             if sparse:
                 grad = grad.dense()
@@ -531,6 +582,9 @@ class _Sweep:
             grad = grads.get(key)
             if grad is None:
                 continue
+            if type(grad) is MatmulGrad:
+                grad = grad.dense()
+                owned_keys.add(key)
             if capture is not None and key not in capture:
                 continue  # autograd.grad: other leaves are left alone (their hooks do not fire)
             owned = key in owned_keys

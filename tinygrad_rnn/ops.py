@@ -7,7 +7,7 @@ one method on Tensor, one row in tests/test_gradcheck.py (a test fails without i
 """
 from __future__ import annotations
 
-from .autograd import Function, SparseGrad
+from .autograd import Function, MatmulGrad, SparseGrad
 from .backend import device_of, get_array_module, quietly, to_device
 from .errors import DTypeError, ShapeError
 
@@ -601,3 +601,173 @@ class MatMul(Function):
         ga = None if b is None else g @ b.swapaxes(-1, -2)
         gb = None if a is None else a.swapaxes(-1, -2) @ g
         return ga, gb
+
+
+# ---- fused recurrent cell steps ----------------------------------------------------------
+# One node per time step instead of a dozen: the recurrent matmul, the pointwise gate math in one
+# pass over preallocated arrays, and a hand-derived backward that keeps only what it needs. Each
+# takes the step's input projection x_proj (B, G*H) (x W_ih^T + biases, made for every step at
+# once by the layer) and w_hh_t (H, G*H), w_hh transposed once per sequence. nn/cells.py uses them
+# when tg.nn.fused() is on; the op-by-op cells there are the reference they are tested against.
+
+def _sigmoid_(a):
+    """a <- sigmoid(a) in place, by the formula Sigmoid uses (torch's 1 / (1 + exp(-a)))."""
+    xp = get_array_module(a)
+    xp.negative(a, out=a)
+    xp.exp(a, out=a)
+    a += 1
+    return xp.reciprocal(a, out=a)
+
+
+def _times_sigmoid_grad_(grad, s):
+    """grad <- grad * s * (1 - s) in place, for s = sigmoid(pre-activation)."""
+    grad *= s
+    grad *= 1 - s
+    return grad
+
+
+def _check_step_dtypes(op, x_proj, h, w_hh_t):
+    """As MatMul: mixed dtypes are refused, not promoted (a float32 model would turn float64)."""
+    if h.dtype != w_hh_t.dtype or x_proj.dtype != w_hh_t.dtype:
+        raise DTypeError(f"{op}: dtypes differ (x_proj {x_proj.dtype}, h {h.dtype}, w_hh {w_hh_t.dtype}); "
+                         "cast one with .to(dtype)")
+
+
+def _recurrent_pre(op, x_proj, h, w_hh_t, b_hh=None):
+    """h @ w_hh_t + x_proj (+ b_hh): every gate's pre-activation, in one new (B, G*H) array."""
+    _check_step_dtypes(op, x_proj, h, w_hh_t)
+    pre = h @ w_hh_t
+    pre += x_proj
+    if b_hh is not None:
+        pre += b_hh
+    return pre
+
+
+def _weight_grads(needs, h, d_pre, w_hh_t, has_bias):
+    """(grad of h through the matmul, of w_hh_t, of b_hh) for the pre-activation gradient d_pre.
+    w_hh_t's is left to the engine to sum over all steps in one matmul (autograd.MatmulGrad)."""
+    d_h = d_pre @ w_hh_t.T if needs[1] else None
+    d_w = MatmulGrad(h, d_pre) if needs[-2 if has_bias else -1] else None
+    d_b = d_pre.sum(0) if has_bias and needs[-1] else None
+    return d_h, d_w, d_b
+
+
+@register
+@quiet
+class LSTMStep(Function):
+    """x_proj (B, 4H), h, c (B, H), w_hh_t (H, 4H) -> (2, B, H): h' stacked on c' (the cell splits
+    them with views). Gates i, f, g, o; c' = f*c + i*g, h' = o*tanh(c')."""
+
+    def forward(self, x_proj, h, c, w_hh_t):
+        hidden = h.shape[-1]
+        xp = get_array_module(x_proj)
+        gates = _recurrent_pre("lstmstep", x_proj, h, w_hh_t)
+        i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
+        _sigmoid_(gates[:, :2 * hidden])  # i and f, side by side
+        xp.tanh(g, out=g)
+        _sigmoid_(o)
+        out = xp.empty((2,) + h.shape, dtype=gates.dtype)
+        c_new = xp.multiply(f, c, out=out[1])
+        c_new += i * g
+        tanh_c = xp.tanh(c_new)
+        xp.multiply(o, tanh_c, out=out[0])
+        need_h, need_w = self.parents[1] is not None, self.parents[3] is not None
+        self.save_for_backward(gates, c, tanh_c, h if need_w else None, w_hh_t if need_h else None)
+        return out
+
+    def backward(self, grad):
+        gates, c, tanh_c, h, w_hh_t = self.saved
+        hidden = tanh_c.shape[-1]
+        xp = get_array_module(grad)
+        i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
+        d_h_new, d_c_new = grad[0], grad[1]
+        d_c = tanh_c * tanh_c  # becomes the gradient reaching c', from h' and from the next step
+        xp.subtract(1, d_c, out=d_c)
+        d_c *= o
+        d_c *= d_h_new
+        d_c += d_c_new
+        d_pre = xp.empty_like(gates)
+        d_i, d_f, d_g, d_o = (d_pre[:, k * hidden:(k + 1) * hidden] for k in range(4))
+        _times_sigmoid_grad_(xp.multiply(d_c, g, out=d_i), i)
+        _times_sigmoid_grad_(xp.multiply(d_c, c, out=d_f), f)
+        xp.multiply(d_c, i, out=d_g)
+        d_g *= 1 - g * g
+        _times_sigmoid_grad_(xp.multiply(d_h_new, tanh_c, out=d_o), o)
+        needs = self.needs_input_grad
+        d_h, d_w, _ = _weight_grads(needs, h, d_pre, w_hh_t, False)
+        d_c *= f
+        return d_pre if needs[0] else None, d_h, d_c if needs[2] else None, d_w
+
+
+@register
+@quiet
+class GRUStep(Function):
+    """x_proj (B, 3H), h (B, H), w_hh_t (H, 3H)[, b_hh (3H,)] -> h' (B, H). Gates r, z, n:
+    n = tanh(x_n + r*(h W_hn^T + b_hn)), h' = n + z*(h - n)."""
+
+    def forward(self, x_proj, h, w_hh_t, b_hh=None):
+        hidden = h.shape[-1]
+        xp = get_array_module(x_proj)
+        _check_step_dtypes("grustep", x_proj, h, w_hh_t)
+        hp = h @ w_hh_t
+        if b_hh is not None:  # b_hn is multiplied by r: the GRU's hidden bias cannot join x_proj
+            hp += b_hh
+        rz = _sigmoid_(hp[:, :2 * hidden] + x_proj[:, :2 * hidden])
+        r, z = rz[:, :hidden], rz[:, hidden:]
+        h_n = hp[:, 2 * hidden:]
+        n = r * h_n
+        n += x_proj[:, 2 * hidden:]
+        xp.tanh(n, out=n)
+        out = h - n
+        out *= z
+        out += n
+        self.save_for_backward(rz, n, h_n, h, w_hh_t if self.parents[1] is not None else None)
+        return out
+
+    def backward(self, grad):
+        rz, n, h_n, h, w_hh_t = self.saved
+        hidden = n.shape[-1]
+        r, z = rz[:, :hidden], rz[:, hidden:]
+        xp = get_array_module(grad)
+        d_pre = xp.empty(rz.shape[:1] + (3 * hidden,), dtype=grad.dtype)
+        d_r, d_z, d_n = (d_pre[:, k * hidden:(k + 1) * hidden] for k in range(3))
+        xp.multiply(grad, 1 - z, out=d_n)
+        d_n *= 1 - n * n
+        _times_sigmoid_grad_(xp.multiply(d_n, h_n, out=d_r), r)
+        _times_sigmoid_grad_(xp.multiply(grad, h - n, out=d_z), z)
+        needs = self.needs_input_grad
+        d_x = d_pre.copy() if needs[0] else None  # the input half of n sees d_n, the hidden half r * d_n
+        d_n *= r
+        d_h, d_w, d_b = _weight_grads(needs, h, d_pre, w_hh_t, len(needs) == 4)
+        if d_h is not None:
+            d_h += grad * z
+        return d_x, d_h, d_w, d_b
+
+
+@register
+class RNNStep(Function):
+    """x_proj (B, H), h (B, H), w_hh_t (H, H)[, b_hh (H,)] -> h' = tanh or relu(x_proj + h W_hh^T + b_hh)."""
+
+    def forward(self, x_proj, h, w_hh_t, b_hh=None, nonlinearity="tanh"):
+        xp = get_array_module(x_proj)
+        out = _recurrent_pre("rnnstep", x_proj, h, w_hh_t, b_hh)
+        if nonlinearity == "tanh":
+            xp.tanh(out, out=out)
+        else:
+            xp.maximum(out, out.dtype.type(0), out=out)
+        self.nonlinearity = nonlinearity
+        need_w = self.parents[2] is not None
+        self.save_for_backward(out, h if need_w else None, w_hh_t if self.parents[1] is not None else None)
+        return out
+
+    def backward(self, grad):
+        out, h, w_hh_t = self.saved
+        if self.nonlinearity == "tanh":
+            d_pre = out * out
+            get_array_module(grad).subtract(1, d_pre, out=d_pre)
+            d_pre *= grad
+        else:
+            d_pre = grad * (out > 0)  # relu's output is positive exactly where its input was
+        needs = self.needs_input_grad
+        d_h, d_w, d_b = _weight_grads(needs, h, d_pre, w_hh_t, len(needs) == 4)
+        return d_pre if needs[0] else None, d_h, d_w, d_b

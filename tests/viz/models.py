@@ -8,14 +8,16 @@ def named(**modules):
     return {f"{prefix}.{name}": p for prefix, module in modules.items() for name, p in module.named_parameters()}
 
 
-def rnn_cell_loop(steps=4, hidden=4, inputs=3, batch=2, seed=0, dtype="float32"):
-    """A vanilla RNNCell in a Python loop with a loss term per step: (losses, total, params, cell, head, hs)."""
+def rnn_cell_loop(steps=4, hidden=4, inputs=3, batch=2, seed=0, dtype="float32", fused=False):
+    """A vanilla RNNCell in a Python loop with a loss term per step: (losses, total, params, cell, head, hs).
+    Op by op unless fused: the pictures at op detail show every gate."""
     tg.manual_seed(seed)
     cell, head = nn.RNNCell(inputs, hidden).to(dtype), nn.Linear(hidden, 1).to(dtype)
     x = tg.randn(steps, batch, inputs, dtype=dtype)
     h, losses, hs = None, [], []
     for t in range(steps):
-        h = cell(x[t], h)
+        with nn.fused(fused):
+            h = cell(x[t], h)
         hs.append(h)
         losses.append((head(h) ** 2).mean())
     total = losses[0]
@@ -24,13 +26,16 @@ def rnn_cell_loop(steps=4, hidden=4, inputs=3, batch=2, seed=0, dtype="float32")
     return losses, total, named(cell=cell, head=head), cell, head, hs
 
 
-def sequence_layer(kind="LSTM", steps=3, hidden=4, inputs=3, batch=2, layers=1, bidirectional=False, seed=0):
-    """nn.RNN/LSTM/GRU + Linear head, loss = mean of squares: (loss, output, params, module)."""
+def sequence_layer(kind="LSTM", steps=3, hidden=4, inputs=3, batch=2, layers=1, bidirectional=False, seed=0,
+                   fused=False):
+    """nn.RNN/LSTM/GRU + Linear head, loss = mean of squares: (loss, output, params, module).
+    Op by op unless fused: the pictures at op detail show every gate."""
     tg.manual_seed(seed)
     layer = getattr(nn, kind)(inputs, hidden, num_layers=layers, bidirectional=bidirectional)
     head = nn.Linear(hidden * (2 if bidirectional else 1), 1)
     x = tg.randn(steps, batch, inputs)
-    output, _ = layer(x)
+    with nn.fused(fused):
+        output, _ = layer(x)
     loss = (head(output) ** 2).mean()
     return loss, output, named(**{kind.lower(): layer, "head": head}), layer
 

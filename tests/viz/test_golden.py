@@ -23,6 +23,11 @@ def _lstm(**kwargs):
     return viz.to_dot(loss, params=params, **kwargs)
 
 
+def _lstm_fused():
+    loss, output, params, layer = sequence_layer("LSTM", steps=3, fused=True)
+    return viz.to_dot(loss, params=params, detail="op")
+
+
 def _rnn(**kwargs):
     loss, output, params, layer = sequence_layer("RNN", steps=3)
     return viz.to_dot(loss, params=params, **kwargs)
@@ -39,6 +44,7 @@ CASES = {
     "rnn_t3": _rnn,
     "rnn_t3_highlight": lambda: _rnn(highlight="weight_hh_l0"),
     "lstm_t3_op": lambda: _lstm(detail="op"),
+    "lstm_t3_fused_op": _lstm_fused,
     "lstm_t3_cell": lambda: _lstm(detail="cell"),
     "lstm_t3_layer": lambda: _lstm(detail="layer"),
     "lstm_t3_rolled": lambda: _lstm(rolled=True),

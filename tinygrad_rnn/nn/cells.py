@@ -9,18 +9,58 @@ time steps in one matmul:
 `w_hh_t` is w_hh transposed once, (H, G*H), so a loop over time does not transpose it
 at every step. For the RNN and LSTM `b_hh` enters linearly and may be folded into
 x_proj (the step then gets b_hh=None); the GRU multiplies it by r, so it stays in the step.
+
+Each cell has two steps: the fused one (one node per step, ops.LSTMStep / GRUStep / RNNStep,
+with a hand-derived backward), used by default, and the op-by-op one (a node per gate, every
+gate marked for the renderer), used under `with tg.nn.fused(False):`. They agree to rounding.
 """
 from __future__ import annotations
 
 import math
+import threading
 from collections import namedtuple
 
-from ..autograd import mark, scope
+from .. import ops as P
+from ..autograd import _Restoring, mark, scope
 from ..creation import zeros
 from ..errors import DTypeError, InvalidValueError, ShapeError
 from . import init
 from .functional import check_tensor, linear
 from .module import Module, Parameter
+from ..tensor import apply
+
+
+class _FusedState(threading.local):
+    enabled = True  # every new thread's default
+
+
+_fused = _FusedState()
+
+
+class fused(_Restoring):  # noqa: N801  (a mode, named like no_grad)
+    """`with tg.nn.fused(False):` runs the recurrent layers and cells op by op (a node per gate: what
+    the renderer's op detail and per-gate gradchecks need); fused(True) one node per step. Per
+    thread, as grad mode; the default is fused."""
+
+    def __init__(self, mode=True):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        self._push(_fused.enabled)
+        _fused.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _fused.enabled = self._pop()
+
+
+def set_fused(mode):
+    """Switch fused cell steps on or off for this thread (see `fused`)."""
+    _fused.enabled = bool(mode)
+
+
+def is_fused():
+    return _fused.enabled
 
 
 def _recurrent(h, w_hh_t, b_hh, x_proj=None):
@@ -63,6 +103,34 @@ def gru_step(x_proj, state, w_hh_t, b_hh=None):
     return (mark(n + z * (h - n), "h"),)
 
 
+def _as_state(step_output):
+    """The state a fused RNN/GRU step hands on, as a view node marked "h": a renderer draws the step
+    as a cell and h as the state leaving it, as for the LSTM's two views (the step node itself
+    marked "h" would leave the cell with nothing of its own to draw)."""
+    return (mark(step_output.reshape(step_output.shape), "h"),)
+
+
+def fused_rnn_step(nonlinearity):
+    def step(x_proj, state, w_hh_t, b_hh=None):
+        bias = () if b_hh is None else (b_hh,)
+        return _as_state(apply(P.RNNStep, x_proj, state[0], w_hh_t, *bias, nonlinearity=nonlinearity))
+    step.__name__ = f"fused_rnn_{nonlinearity}_step"
+    return step
+
+
+def fused_lstm_step(x_proj, state, w_hh_t, b_hh=None):
+    """One LSTMStep node, its (2, B, H) output split into h' and c' by two views."""
+    if b_hh is not None:
+        x_proj = x_proj + b_hh
+    both = apply(P.LSTMStep, x_proj, *state, w_hh_t)
+    return mark(both[0], "h"), mark(both[1], "c")
+
+
+def fused_gru_step(x_proj, state, w_hh_t, b_hh=None):
+    bias = () if b_hh is None else (b_hh,)
+    return _as_state(apply(P.GRUStep, x_proj, state[0], w_hh_t, *bias))
+
+
 def mark_cut(new_state, old_state, default):
     """On a step whose incoming state has no graph (the default zeros, or a state the caller
     detached: truncated BPTT), note the cut on its new h, so a renderer can draw where backward stops."""
@@ -71,19 +139,25 @@ def mark_cut(new_state, old_state, default):
     return new_state
 
 
-# gates: rows of w_ih per hidden unit; folds_hidden_bias: b_hh may join the input projection.
-CellKind = namedtuple("CellKind", ["name", "gates", "state_size", "step", "folds_hidden_bias"])
+# gates: rows of w_ih per hidden unit; folds_hidden_bias: b_hh may join the input projection;
+# step: op by op; fused_step: one node.
+CellKind = namedtuple("CellKind", ["name", "gates", "state_size", "step", "folds_hidden_bias", "fused_step"])
 
 KINDS = {
-    "RNN_TANH": CellKind("RNN_TANH", 1, 1, rnn_tanh_step, True),
-    "RNN_RELU": CellKind("RNN_RELU", 1, 1, rnn_relu_step, True),
-    "LSTM": CellKind("LSTM", 4, 2, lstm_step, True),
-    "GRU": CellKind("GRU", 3, 1, gru_step, False),
+    "RNN_TANH": CellKind("RNN_TANH", 1, 1, rnn_tanh_step, True, fused_rnn_step("tanh")),
+    "RNN_RELU": CellKind("RNN_RELU", 1, 1, rnn_relu_step, True, fused_rnn_step("relu")),
+    "LSTM": CellKind("LSTM", 4, 2, lstm_step, True, fused_lstm_step),
+    "GRU": CellKind("GRU", 3, 1, gru_step, False, fused_gru_step),
 }
 
 
+def step_of(kind):
+    """The step function of a CellKind under this thread's mode (fused or op by op)."""
+    return kind.fused_step if _fused.enabled else kind.step
+
+
 def _cell(kind, x, state, w_ih, w_hh, b_ih, b_hh):
-    return KINDS[kind].step(linear(x, w_ih, b_ih), tuple(state), w_hh.T, b_hh)
+    return step_of(KINDS[kind])(linear(x, w_ih, b_ih), tuple(state), w_hh.T, b_hh)
 
 
 def rnn_tanh_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):

@@ -21,7 +21,8 @@ from ..creation import zeros
 from ..errors import DTypeError, InvalidValueError, ShapeError
 from ..tensor import Tensor, cat, stack, where
 from . import init
-from .cells import KINDS, RecurrentModule, RNNCell, check_input, mark_cut, register_cell_parameters, rnn_mode
+from .cells import (KINDS, RecurrentModule, RNNCell, check_input, mark_cut, register_cell_parameters, rnn_mode,
+                    step_of)
 from .functional import dropout, linear
 
 
@@ -59,7 +60,7 @@ def _run_direction(kind, x, state, weights, reverse, masks, label, default):
         proj = linear(x.reshape(steps * batch, x.shape[2]), w_ih, bias).reshape(steps, batch, w_ih.shape[0])
         x_steps = unstack(proj)
         w_hh_t = w_hh.T
-    outputs, final = unroll(kind.step, x_steps, state, w_hh_t, None if kind.folds_hidden_bias else b_hh,
+    outputs, final = unroll(step_of(kind), x_steps, state, w_hh_t, None if kind.folds_hidden_bias else b_hh,
                             reverse, masks, label, default)
     with scope(f"{label}/output"):
         return stack(outputs), final

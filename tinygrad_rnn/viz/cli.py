@@ -106,7 +106,7 @@ def draw(args):
     """A parsed Namespace -> (root Tensor, params, trace or None, DOT text).
     Builds the model (loading --checkpoint), runs backward when a trace is asked for."""
     model, make_loss, params = models.build(args.model, args.steps, args.layers, args.bidirectional,
-                                            args.hidden, args.seed)
+                                            args.hidden, args.seed, fused=False)
     if args.checkpoint is not None:
         try:
             models.load_checkpoint(model, args.checkpoint)

@@ -14,7 +14,7 @@ import numpy as np
 from .. import autograd
 from ..autograd import scope
 from ..creation import manual_seed, tensor, zeros
-from ..nn import GRU, LSTM, RNN, BatchNorm1d, Linear, Module, ReLU, functional
+from ..nn import GRU, LSTM, RNN, BatchNorm1d, Linear, Module, ReLU, cells, functional
 
 INPUTS, BATCH, CLASSES = 3, 2, 2
 SEQUENCE_LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -88,11 +88,12 @@ def _check(name, layers, bidirectional, steps, hidden):
             raise ValueError(f"{what} must be a positive int, got {value!r}")
 
 
-def build(name, steps=4, layers=1, bidirectional=False, hidden=4, seed=0):
+def build(name, steps=4, layers=1, bidirectional=False, hidden=4, seed=0, fused=True):
     """The built-in model `name` (one of MODELS) with weights from `seed` -> (model, make_loss,
     params). make_loss() runs the model on an input drawn from `seed` (the same every call) and
     returns (total loss, [L<t> per step]; [] for the MLPs, which have no time). params is
-    dict(model.named_parameters()). `steps` is ignored by the MLPs."""
+    dict(model.named_parameters()). `steps` is ignored by the MLPs. fused=False runs the recurrent
+    cells op by op (tg.nn.fused), so that op detail shows every gate."""
     _check(name, layers, bidirectional, steps, hidden)
     manual_seed(seed)
     if name in ("mlp", "bn-mlp"):
@@ -103,6 +104,10 @@ def build(name, steps=4, layers=1, bidirectional=False, hidden=4, seed=0):
         model = Sequence(name, hidden, layers, bidirectional)
 
     def make_loss():
+        with cells.fused(fused):
+            return _loss()
+
+    def _loss():
         # the input from numpy's own generator: drawing it leaves tg's global generator alone
         rng = np.random.default_rng(seed)
         if name in ("mlp", "bn-mlp"):
