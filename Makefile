@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/rnn.py
 	$(PY) benchmarks/lm.py
+	$(PY) benchmarks/memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache site

@@ -33,20 +33,7 @@ def loss_and_grads(params, inputs, targets):
         cs[t + 1] = f * cs[t] + i * gg
         hs[t + 1] = o * np.tanh(cs[t + 1])
 
-    flat_h = hs[1:].reshape(steps * batch, hidden)
-    logits = flat_h @ params["weight"].T + params["bias"]
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-    rows, flat_targets = np.arange(steps * batch), targets.reshape(-1)
-    loss = float(-np.log(probs[rows, flat_targets]).mean())
-
-    # backward
-    d_logits = probs
-    d_logits[rows, flat_targets] -= 1
-    d_logits /= steps * batch
-    grads = {"weight": d_logits.T @ flat_h, "bias": d_logits.sum(axis=0)}
-    d_hs = (d_logits @ params["weight"]).reshape(steps, batch, hidden)
+    loss, grads, d_hs = decoder_loss(params, hs[1:], targets)
     d_gates = np.empty_like(gates)
     d_h = np.zeros((batch, hidden), dtype)
     d_c = np.zeros((batch, hidden), dtype)
@@ -63,12 +50,36 @@ def loss_and_grads(params, inputs, targets):
         dg[:, 3 * hidden:] = d_h * tanh_c * o * (1 - o)
         d_c *= f
         d_h = dg @ w_hh
-    flat_d_gates = d_gates.reshape(steps * batch, 4 * hidden)
-    grads["weight_ih"] = flat_d_gates.T @ inputs.reshape(steps * batch, vocab)
-    grads["weight_hh"] = flat_d_gates.T @ hs[:-1].reshape(steps * batch, hidden)
-    grads["bias_ih"] = flat_d_gates.sum(axis=0)
+    input_grads(grads, d_gates, inputs, hs[:-1])
     grads["bias_hh"] = grads["bias_ih"].copy()
     return loss, grads
+
+
+def decoder_loss(params, hs, targets):
+    """Linear decoder + mean cross-entropy over hs (T, B, H) -> (loss, decoder grads, d loss / d hs)."""
+    steps, batch, hidden = hs.shape
+    flat_h = hs.reshape(steps * batch, hidden)
+    logits = flat_h @ params["weight"].T + params["bias"]
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    rows, flat_targets = np.arange(steps * batch), targets.reshape(-1)
+    loss = float(-np.log(probs[rows, flat_targets]).mean())
+    d_logits = probs
+    d_logits[rows, flat_targets] -= 1
+    d_logits /= steps * batch
+    grads = {"weight": d_logits.T @ flat_h, "bias": d_logits.sum(axis=0)}
+    return loss, grads, (d_logits @ params["weight"]).reshape(steps, batch, hidden)
+
+
+def input_grads(grads, d_gates, inputs, hs_before):
+    """The input-side and recurrent weight gradients of all steps, one matmul each."""
+    steps, batch, vocab = inputs.shape
+    flat_d_gates = d_gates.reshape(steps * batch, d_gates.shape[-1])
+    grads["weight_ih"] = flat_d_gates.T @ inputs.reshape(steps * batch, vocab)
+    grads["weight_hh"] = flat_d_gates.T @ hs_before.reshape(steps * batch, hs_before.shape[-1])
+    grads["bias_ih"] = flat_d_gates.sum(axis=0)
+    return grads
 
 
 def clip_grad_norm_(grads, max_norm):
