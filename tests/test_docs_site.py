@@ -20,7 +20,8 @@ DOCS = ROOT / "docs"
 # the modules whose docstrings carry examples; mkdocstrings shows them on the API pages
 DOCTESTED = ["tinygrad_rnn.nn.layers", "tinygrad_rnn.nn.losses", "tinygrad_rnn.nn.module", "tinygrad_rnn.data",
              "tinygrad_rnn.serialization", "tinygrad_rnn.optim.optimizer", "tinygrad_rnn.optim.sgd",
-             "tinygrad_rnn.optim.adam", "tinygrad_rnn.optim.lbfgs", "tinygrad_rnn.optim.lr_scheduler"]
+             "tinygrad_rnn.optim.adam", "tinygrad_rnn.optim.lbfgs", "tinygrad_rnn.optim.lr_scheduler",
+             "tinygrad_rnn.nn.rnn", "tinygrad_rnn.nn.cells"]
 
 
 def test_site_builds_strictly(tmp_path):

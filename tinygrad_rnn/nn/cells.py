@@ -269,7 +269,35 @@ class _CellBase(RecurrentModule):
 
 
 class RNNCell(_CellBase):
-    """h' = tanh or relu(x W_ih^T + b_ih + h W_hh^T + b_hh); forward(x (B, I), hx (B, H)) -> (B, H)."""
+    """One step of an Elman RNN: h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (or relu).
+
+    Call it in a Python loop to unroll by hand; each call is one scope entry (`rnncell`), so the
+    renderer draws the loop as time steps. Parameters `weight_ih` (H, I), `weight_hh` (H, H),
+    `bias_ih`, `bias_hh` (H,).
+
+    Args:
+        input_size: I.
+        hidden_size: H.
+        bias: learn b_ih and b_hh. Default True.
+        nonlinearity: "tanh" or "relu". Default "tanh".
+        device: where the parameters live.
+        dtype: their floating dtype.
+
+    Inputs:
+        - **input** `(B, I)` or `(I,)` unbatched.
+        - **hx** `(B, H)` (or `(H,)`), or None for zeros.
+
+    Outputs:
+        - **h'** `(B, H)` (or `(H,)`).
+
+    Examples:
+        >>> cell = nn.RNNCell(10, 20)
+        >>> h = None
+        >>> for x in tg.randn(6, 3, 10):
+        ...     h = cell(x, h)
+        >>> h.shape
+        (3, 20)
+    """
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None, dtype=None):
         super().__init__(rnn_mode(nonlinearity, "RNNCell"), input_size, hidden_size, bias, device, dtype)
@@ -280,7 +308,30 @@ class RNNCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
-    """forward(x (B, I), (h, c) each (B, H)) -> (h', c'); gate order i, f, g, o."""
+    """One LSTM step, gate order i, f, g, o: c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c').
+
+    Parameters `weight_ih` (4H, I), `weight_hh` (4H, H), `bias_ih`, `bias_hh` (4H,).
+
+    Args:
+        input_size: I.
+        hidden_size: H.
+        bias: learn b_ih and b_hh. Default True.
+        device: where the parameters live.
+        dtype: their floating dtype.
+
+    Inputs:
+        - **input** `(B, I)` or `(I,)` unbatched.
+        - **hx** a tuple `(h, c)`, each `(B, H)` (or `(H,)`), or None for zeros.
+
+    Outputs:
+        - **(h', c')** each `(B, H)` (or `(H,)`).
+
+    Examples:
+        >>> cell = nn.LSTMCell(10, 20)
+        >>> h, c = cell(tg.randn(3, 10))
+        >>> h.shape, c.shape
+        ((3, 20), (3, 20))
+    """
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
         super().__init__("LSTM", input_size, hidden_size, bias, device, dtype)
@@ -292,7 +343,29 @@ class LSTMCell(_CellBase):
 
 
 class GRUCell(_CellBase):
-    """forward(x (B, I), h (B, H)) -> h' (B, H); gate order r, z, n."""
+    """One GRU step, gate order r, z, n: n = tanh(x W_in^T + b_in + r ⊙ (h W_hn^T + b_hn)),
+    h' = (1 − z) ⊙ n + z ⊙ h.
+
+    Parameters `weight_ih` (3H, I), `weight_hh` (3H, H), `bias_ih`, `bias_hh` (3H,).
+
+    Args:
+        input_size: I.
+        hidden_size: H.
+        bias: learn b_ih and b_hh. Default True.
+        device: where the parameters live.
+        dtype: their floating dtype.
+
+    Inputs:
+        - **input** `(B, I)` or `(I,)` unbatched.
+        - **hx** `(B, H)` (or `(H,)`), or None for zeros.
+
+    Outputs:
+        - **h'** `(B, H)` (or `(H,)`).
+
+    Examples:
+        >>> nn.GRUCell(10, 20)(tg.randn(3, 10)).shape
+        (3, 20)
+    """
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
         super().__init__("GRU", input_size, hidden_size, bias, device, dtype)

@@ -211,9 +211,41 @@ class RNNBase(RecurrentModule):
 
 
 class RNN(RNNBase):
-    """Elman RNN, h_t = tanh or relu(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+    """A multi-layer Elman RNN, h⟨t⟩ = tanh(x⟨t⟩ W_ih^T + b_ih + h⟨t−1⟩ W_hh^T + b_hh) (or relu).
 
-    forward(x, hx=None, lengths=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H)).
+    Unrolled over the T steps into one graph that `backward()` sweeps (BPTT); every node of step t
+    is labelled `rnn/l{k}[_reverse]/t{t}`. Each step is one fused node by default; under
+    `with tg.nn.fused(False):` it is built op by op (for a graph drawn with every op).
+    Parameters `weight_ih_l{k}[_reverse]` (H, I or D*H), `weight_hh_l{k}[_reverse]` (H, H),
+    `bias_ih_l{k}`, `bias_hh_l{k}` (H,) start uniform in ±1/sqrt(H), as torch's.
+
+    Args:
+        input_size: I, the features of each input step.
+        hidden_size: H, the features of the hidden state.
+        num_layers: stacked layers; layer k > 0 reads layer k−1's output. Default 1.
+        nonlinearity: "tanh" or "relu". Default "tanh".
+        bias: learn b_ih and b_hh. Default True.
+        batch_first: input and output are (B, T, *) instead of (T, B, *). Default False.
+        dropout: dropout on each layer's output except the last, in train mode. Default 0.
+        bidirectional: add a reverse direction per layer (D = 2). Default False.
+        device: where the parameters live.
+        dtype: their floating dtype.
+
+    Inputs:
+        - **input** `(T, B, I)`, `(B, T, I)` with batch_first, or `(T, I)` unbatched.
+        - **hx** `(D*num_layers, B, H)` initial state, or None for zeros.
+        - **lengths** one int per batch element (any order), or None: padded steps keep the state
+          and output zeros, as after pad_packed_sequence.
+
+    Outputs:
+        - **output** `(T, B, D*H)` (or `(B, T, D*H)`): the last layer's h⟨t⟩ at every step.
+        - **h_n** `(D*num_layers, B, H)`: every layer's state after its last (real) step.
+
+    Examples:
+        >>> rnn = nn.RNN(10, 20, num_layers=2)
+        >>> output, h_n = rnn(tg.randn(5, 3, 10))
+        >>> output.shape, h_n.shape
+        ((5, 3, 20), (2, 3, 20))
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
@@ -228,9 +260,39 @@ class RNN(RNNBase):
 
 
 class LSTM(RNNBase):
-    """LSTM with gates i, f, g, o.
+    """A multi-layer LSTM (Hochreiter & Schmidhuber, 1997), torch's gate order i, f, g, o:
 
-    forward(x, (h_0, c_0)=None, lengths=None) -> (output (T, B, D*H), (h_n, c_n) each (D*num_layers, B, H)).
+    i, f, g, o = σ, σ, tanh, σ of (x⟨t⟩ W_ih^T + b_ih + h⟨t−1⟩ W_hh^T + b_hh);
+    c⟨t⟩ = f ⊙ c⟨t−1⟩ + i ⊙ g;  h⟨t⟩ = o ⊙ tanh(c⟨t⟩).
+
+    Parameters as RNN's with 4H rows (`weight_ih_l0` is (4H, I)); nodes labelled `lstm/l{k}/t{t}`
+    (one fused node per step; every gate under `tg.nn.fused(False)`). No `proj_size`.
+
+    Args:
+        input_size: I.
+        hidden_size: H.
+        num_layers: stacked layers. Default 1.
+        bias: learn b_ih and b_hh. Default True.
+        batch_first: (B, T, *) instead of (T, B, *). Default False.
+        dropout: between layers, in train mode. Default 0.
+        bidirectional: D = 2. Default False.
+        device: where the parameters live.
+        dtype: their floating dtype.
+
+    Inputs:
+        - **input** `(T, B, I)`, `(B, T, I)` with batch_first, or `(T, I)` unbatched.
+        - **hx** a tuple `(h_0, c_0)`, each `(D*num_layers, B, H)`, or None for zeros.
+        - **lengths** one int per batch element, or None.
+
+    Outputs:
+        - **output** `(T, B, D*H)`: the last layer's h⟨t⟩ at every step.
+        - **(h_n, c_n)** each `(D*num_layers, B, H)`.
+
+    Examples:
+        >>> lstm = nn.LSTM(10, 20, num_layers=2, bidirectional=True)
+        >>> output, (h_n, c_n) = lstm(tg.randn(5, 3, 10), lengths=[5, 4, 2])
+        >>> output.shape, h_n.shape, c_n.shape
+        ((5, 3, 40), (4, 3, 20), (4, 3, 20))
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
@@ -246,9 +308,38 @@ class LSTM(RNNBase):
 
 
 class GRU(RNNBase):
-    """GRU with gates r, z, n.
+    """A multi-layer GRU (Cho et al., 2014), torch's gate order r, z, n:
 
-    forward(x, h_0=None, lengths=None) -> (output (T, B, D*H), h_n (D*num_layers, B, H)).
+    r, z = σ(x W_i{r,z}^T + b_i{r,z} + h W_h{r,z}^T + b_h{r,z});
+    n = tanh(x W_in^T + b_in + r ⊙ (h W_hn^T + b_hn));  h⟨t⟩ = (1 − z) ⊙ n + z ⊙ h⟨t−1⟩.
+
+    Parameters as RNN's with 3H rows; nodes labelled `gru/l{k}/t{t}`.
+
+    Args:
+        input_size: I.
+        hidden_size: H.
+        num_layers: stacked layers. Default 1.
+        bias: learn b_ih and b_hh. Default True.
+        batch_first: (B, T, *) instead of (T, B, *). Default False.
+        dropout: between layers, in train mode. Default 0.
+        bidirectional: D = 2. Default False.
+        device: where the parameters live.
+        dtype: their floating dtype.
+
+    Inputs:
+        - **input** `(T, B, I)`, `(B, T, I)` with batch_first, or `(T, I)` unbatched.
+        - **hx** `(D*num_layers, B, H)`, or None for zeros.
+        - **lengths** one int per batch element, or None.
+
+    Outputs:
+        - **output** `(T, B, D*H)`.
+        - **h_n** `(D*num_layers, B, H)`.
+
+    Examples:
+        >>> gru = nn.GRU(10, 20, batch_first=True)
+        >>> output, h_n = gru(tg.randn(3, 5, 10))
+        >>> output.shape, h_n.shape
+        ((3, 5, 20), (1, 3, 20))
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
