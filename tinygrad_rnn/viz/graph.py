@@ -26,7 +26,6 @@ from .. import autograd
 
 VIEW_OPS = frozenset({"permute", "reshape", "expand"})  # on a parameter: drawn as the parameter itself
 _STEP = re.compile(r"t(\d+)$")
-GATE_ROLES = frozenset("ifgorzn")  # h and c are the states a step hands on; these stay inside a cell
 
 
 @dataclass
@@ -64,9 +63,6 @@ class Graph:
     lanes: dict = field(default_factory=dict)   # lane label -> number of steps in it
     steps: int = 0                    # length of the time axis
     final_states: dict = field(default_factory=dict)  # (lane, local step) -> {"h": id, "c": id}
-
-    def by_id(self, i):
-        return self.nodes[i]
 
 
 def parameter_names(params):
