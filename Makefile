@@ -33,7 +33,7 @@ demo: $(DEMO_STAMP)
 	$(PY) examples/char_rnn.py
 
 test: $(STAMP) system-packages
-	$(PY) -m ruff check tinygrad_rnn tests benchmarks examples
+	$(PY) -m ruff check tinygrad_rnn tests benchmarks examples tools
 	$(PY) -m pytest -q
 
 # every figure regenerated (the graph pictures, then each example run as its page shows, its results
