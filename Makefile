@@ -48,6 +48,7 @@ docs: $(STAMP) system-packages
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/rnn.py
+	$(PY) benchmarks/mlp.py
 	$(PY) benchmarks/lm.py
 	$(PY) benchmarks/memory.py
 

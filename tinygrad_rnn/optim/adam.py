@@ -62,14 +62,24 @@ class Adam(Optimizer):
                 param._data *= 1 - lr * weight_decay
             else:
                 grad = grad + weight_decay * param._data
-        state["exp_avg"] = exp_avg = _lerp(state["exp_avg"], grad, 1 - beta1)
-        state["exp_avg_sq"] = exp_avg_sq = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
+        # In place on the state arrays, with two scratch arrays: the same operations in the same order
+        # as torch's formulas (so the same rounding), without a temporary per term.
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        scratch = _lerp_(exp_avg, grad, 1 - beta1, xp)
+        exp_avg_sq *= beta2
+        xp.multiply(grad, 1 - beta2, out=scratch)
+        scratch *= grad
+        exp_avg_sq += scratch
         step_size = lr / (1 - beta1 ** step)
         bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
         if group["amsgrad"]:
-            state["max_exp_avg_sq"] = exp_avg_sq = xp.maximum(state["max_exp_avg_sq"], exp_avg_sq)
-        denom = xp.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
-        param._data += -step_size * exp_avg / denom
+            exp_avg_sq = xp.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
+        denom = xp.sqrt(exp_avg_sq)
+        denom /= bias_correction2_sqrt
+        denom += eps
+        xp.multiply(exp_avg, -step_size, out=scratch)
+        scratch /= denom
+        param._data += scratch
 
 
 class AdamW(Adam):
@@ -92,8 +102,21 @@ class AdamW(Adam):
                          decoupled_weight_decay=True)
 
 
-def _lerp(start, end, weight):
-    """torch.lerp's two-branch formula (each branch exact at its own end)."""
+def _lerp_(start, end, weight, xp):
+    """start <- torch.lerp(start, end, weight) in place, by its two-branch formula (each branch exact
+    at its own end); returns the scratch array it used."""
+    scratch = xp.subtract(end, start)
     if abs(weight) < 0.5:
-        return start + weight * (end - start)
-    return end - (end - start) * (1 - weight)
+        scratch *= weight
+        start += scratch
+    else:
+        scratch *= 1 - weight
+        xp.subtract(end, scratch, out=start)
+    return scratch
+
+
+def _lerp(start, end, weight):
+    """torch.lerp(start, end, weight) as a new array."""
+    out = start.copy()
+    _lerp_(out, end, weight, get_array_module(start))
+    return out
