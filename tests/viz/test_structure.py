@@ -1,6 +1,8 @@
 """The structure of the rendered graph: clusters per time step, parameters once with an edge into
 every step, the highlighted BPTT path following real dependence, detail levels, cuts."""
+import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -286,6 +288,10 @@ def test_a_10000_step_unroll_renders_at_cell_detail_without_recursion():
     assert "collapsed to" in text
     assert len(nodes_of(text)) <= 2000 + 2  # the cap, plus the cut node
     assert any(label.startswith("… ") for label in nodes_of(text).values())
+    assert 0 < len(step_clusters(text)) <= viz.picture.MAX_STEPS  # what dot lays out quickly
+    if shutil.which("dot"):  # and dot does: a hang guard, not a speed test
+        subprocess.run(["dot", "-Tsvg", "-o", os.devnull], input=text.encode(), check=True, timeout=600,
+                       capture_output=True)
 
 
 def test_past_max_nodes_the_renderer_collapses_and_says_so():
