@@ -1,9 +1,20 @@
-"""What every benchmark here shares: the machine banner, thread control and interleaved timing."""
+"""What every benchmark here shares: its standard flags, the machine banner, thread control and
+interleaved timing."""
+import argparse
 import os
 import platform
 import time
 
 import numpy as np
+
+
+def parser(doc, steps):
+    """An ArgumentParser with --steps (default `steps`), --warmup and --threads; `doc` is its help."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=steps, help="timed training steps per implementation")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps before each block of 5")
+    p.add_argument("--threads", type=int, default=None, help="BLAS/torch threads (default: numpy's)")
+    return p
 
 
 def blas_threads(requested=None):

@@ -7,9 +7,8 @@ pytorch/examples' word_language_model shape: Embedding(V, 200) -> LSTM(200, 200)
 Here the loss's cost matters: 700 tokens x V classes of logits. torch runs in its own block
 after ours (its idle OpenMP threads would slow whatever ran next).
 """
-import argparse
-
 import numpy as np
+from common import parser as common_parser
 from common import banner, blas_threads, import_torch, report, time_ms
 
 import tinygrad_rnn as tg
@@ -40,11 +39,8 @@ def training_step(functional, clip, optimizer, layers, x, y):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6, help="timed training steps per implementation")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser = common_parser(__doc__, steps=6)
     parser.add_argument("--vocab", type=int, nargs="+", default=[18000])
-    parser.add_argument("--threads", type=int, default=None, help="BLAS/torch threads (default: numpy's)")
     args = parser.parse_args()
     threads = blas_threads(args.threads)
     torch = import_torch(threads)

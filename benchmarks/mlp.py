@@ -11,10 +11,9 @@ Implementations, on the same weights and data:
 The two numpy-based ones take turns round by round; torch runs in its own block afterwards.
 tests/test_benchmark_references.py checks the numpy floor against tinygrad_rnn on identical weights.
 """
-import argparse
-
 import numpy as np
 import numpy_mlp
+from common import parser as common_parser
 from common import banner, blas_threads, import_torch, report, time_ms
 
 import tinygrad_rnn as tg
@@ -83,10 +82,7 @@ def torch_step(torch, params, buffers, x, targets):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps per implementation")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each block of 5")
-    parser.add_argument("--threads", type=int, default=None, help="BLAS/torch threads (default: numpy's)")
+    parser = common_parser(__doc__, steps=20)
     args = parser.parse_args()
 
     threads = blas_threads(args.threads)

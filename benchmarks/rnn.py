@@ -15,11 +15,10 @@ The numpy-based ones take turns round by round; torch runs in its own block afte
 many threads as numpy's BLAS (--threads sets both). Before timing, each numpy floor's gradients are
 checked against tinygrad_rnn's in float64.
 """
-import argparse
-
 import numpy as np
 import numpy_gru_rnn
 import numpy_lstm
+from common import parser as common_parser
 from common import banner, blas_threads, import_torch, report, time_ms
 
 import tinygrad_rnn as tg
@@ -155,12 +154,9 @@ def op_by_op(step):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common_parser(__doc__, steps=10)
     parser.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"], choices=sorted(CELLS))
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps per implementation")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each block of 5")
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 512])
-    parser.add_argument("--threads", type=int, default=None, help="BLAS/torch threads (default: numpy's)")
     parser.add_argument("--no-op-by-op", action="store_true", help="leave out the tg.nn.fused(False) row")
     args = parser.parse_args()
 
