@@ -20,6 +20,12 @@ def ramp(like, *shape):
     return tg.arange(1.0, 1.0 + np.prod(shape), dtype=like.dtype, device=like.device).reshape(*shape)
 
 
+def _transposed(w):
+    """What a sequence layer hands a fused step as w_hh_t: a contiguous copy of w.T (made from the
+    perturbed w at every call, as the layer makes it at every forward)."""
+    return tg.backend.get_array_module(w._data).ascontiguousarray(w._data.T)
+
+
 def row(covers, fn, shapes, domain=ANY, id=None):
     return pytest.param(covers, fn, shapes, domain, id=id)
 
@@ -97,22 +103,30 @@ ROWS = [
     row({"getitem"}, lambda a: a.gather(1, [[0, 0], [2, 1]]), [(2, 3)], id="gather"),
     row({"getitem"}, lambda a: a.split(2, dim=1)[1] * a.chunk(2, dim=1)[0], [(2, 4)], id="split-chunk"),
     row({"cat"}, lambda a, b: tg.cat([a, b, a], dim=1), [(2, 3), (2, 1)], id="cat"),
-    row({"cat"}, lambda a, b: tg.stack([a, b], dim=1), [(2, 3), (2, 3)], id="stack"),
+    row({"stack"}, lambda a, b: tg.stack([a, b], dim=1) * ramp(a, 2, 2, 3), [(2, 3), (2, 3)], id="stack"),
+    row({"stack"}, lambda a, b: tg.stack([a, b, a], dim=-1) * ramp(a, 2, 3, 3), [(2, 3), (2, 3)], id="stack-last"),
     row({"matmul"}, lambda a, b: a @ b, [(3, 4), (4, 2)], id="matmul"),
     row({"matmul"}, lambda a, b: a @ b, [(2, 1, 3, 4), (5, 4, 2)], id="matmul-batched-broadcast"),
     row({"matmul"}, lambda a, b: a @ b, [(4,), (4, 2)], id="matmul-vector-left"),
     row({"matmul"}, lambda a, b: a @ b, [(2, 3, 4), (4,)], id="matmul-vector-right"),
-    # fused cell steps: x_proj, h (, c), w_hh_t (, b_hh); the LSTM's (2, B, H) output weighted per entry
+    # fused cell steps: x_proj, h (, c), w_hh (, b_hh); the LSTM's (2, B, H) output weighted per entry.
+    # With step=t, x_proj holds every step (T, B, G*H) and w_hh_t is the layer's contiguous w_hh.T
     row({"lstmstep"}, lambda x, h, c, w: ops.LSTMStep.apply(x, h, c, w) * ramp(x, 2, 2, 3),
-        [(2, 12), (2, 3), (2, 3), (3, 12)], id="lstmstep"),
+        [(2, 12), (2, 3), (2, 3), (12, 3)], id="lstmstep"),
+    row({"lstmstep"}, lambda x, h, c, w: ops.LSTMStep.apply(x, h, c, w, step=1, w_hh_t=_transposed(w)) *
+        ramp(x, 2, 2, 3), [(3, 2, 12), (2, 3), (2, 3), (12, 3)], id="lstmstep-row-of-sequence"),
     row({"grustep"}, lambda x, h, w, b: ops.GRUStep.apply(x, h, w, b) * ramp(x, 2, 3),
-        [(2, 9), (2, 3), (3, 9), (9,)], id="grustep"),
-    row({"grustep"}, lambda x, h, w: ops.GRUStep.apply(x, h, w) * ramp(x, 2, 3), [(2, 9), (2, 3), (3, 9)],
+        [(2, 9), (2, 3), (9, 3), (9,)], id="grustep"),
+    row({"grustep"}, lambda x, h, w: ops.GRUStep.apply(x, h, w) * ramp(x, 2, 3), [(2, 9), (2, 3), (9, 3)],
         id="grustep-no-bias"),
+    row({"grustep"}, lambda x, h, w, b: ops.GRUStep.apply(x, h, w, b, step=-1, w_hh_t=_transposed(w)) *
+        ramp(x, 2, 3), [(2, 2, 9), (2, 3), (9, 3), (9,)], id="grustep-row-of-sequence"),
     row({"rnnstep"}, lambda x, h, w, b: ops.RNNStep.apply(x, h, w, b) * ramp(x, 2, 3),
         [(2, 3), (2, 3), (3, 3), (3,)], id="rnnstep-tanh"),
     row({"rnnstep"}, lambda x, h, w: ops.RNNStep.apply(x, h, w, nonlinearity="relu") * ramp(x, 2, 3),
         [(2, 3), (2, 3), (3, 3)], id="rnnstep-relu"),
+    row({"rnnstep"}, lambda x, h, w: ops.RNNStep.apply(x, h, w, step=0, w_hh_t=_transposed(w)) * ramp(x, 2, 3),
+        [(4, 2, 3), (2, 3), (3, 3)], id="rnnstep-row-of-sequence"),
     row(set(), lambda x, h, c, w_ih, w_hh, b: _product(tg.nn.lstm_cell(x, (h, c), w_ih, w_hh, b, b)),
         [(2, 3), (2, 2), (2, 2), (8, 3), (8, 2), (8,)], id="lstm_cell-fused"),
     row({"clone"}, lambda a: a.clone() * ramp(a, 3, 4), [(3, 4)], id="clone"),

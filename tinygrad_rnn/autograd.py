@@ -384,7 +384,12 @@ class SparseGrad:
 
     def dense(self):
         xp = backend.get_array_module(self.values)
-        return self.add_into(xp.zeros(self.shape, dtype=self.values.dtype))
+        # zeros written, not calloc'd: += on a large calloc'd buffer faults each page twice (read
+        # maps the shared zero page, the write then copies it); a (T, B, 4H) buffer filled by T
+        # slices cost 4x more that way (9 ms against 2 ms for 4 MiB on a 2-core VM)
+        buffer = xp.empty(self.shape, dtype=self.values.dtype)
+        buffer.fill(0)
+        return self.add_into(buffer)
 
 
 class MatmulGrad:

@@ -582,6 +582,20 @@ class Cat(Function):
 
 
 @register
+class Stack(Function):
+    """N arrays of one shape -> one with a new axis of length N. One node for all N (a layer's T
+    outputs are not T unsqueezes and a cat); backward hands each input its row of the gradient, a view."""
+
+    def forward(self, *arrays, axis=0):
+        self.axis = axis
+        return get_array_module(arrays[0]).stack(arrays, axis=axis)
+
+    def backward(self, g):
+        lead = (slice(None),) * self.axis
+        return tuple(g[lead + (k,)] for k in range(g.shape[self.axis]))
+
+
+@register
 class MatMul(Function):
     """Batched matrix product of two arrays of at least 2 dims; batch dims broadcast."""
 
@@ -604,19 +618,41 @@ class MatMul(Function):
 
 
 # ---- fused recurrent cell steps ----------------------------------------------------------
-# One node per time step instead of a dozen: the recurrent matmul, the pointwise gate math in one
-# pass over preallocated arrays, and a hand-derived backward that keeps only what it needs. Each
-# takes the step's input projection x_proj (B, G*H) (x W_ih^T + biases, made for every step at
-# once by the layer) and w_hh_t (H, G*H), w_hh transposed once per sequence. nn/cells.py uses them
-# when tg.nn.fused() is on; the op-by-op cells there are the reference they are tested against.
+# One node per time step instead of a dozen: the recurrent matmul, the pointwise gate math in
+# whole-array passes, and a hand-derived backward that keeps only what it needs. Each takes the
+# step's input projection x_proj (B, G*H) (x W_ih^T + biases) or, with `step=t`, the layer's
+# projection of every step (T, B, G*H), read at row t with no slice node (its gradient goes back as
+# a SparseGrad into one buffer); and w_hh (G*H, H) in the parameter's own layout. A layer passes
+# `w_hh_t`, a contiguous copy of w_hh.T made once per sequence: h @ w_hh.T on the transposed view
+# costs BLAS 1.6x more than on a contiguous (H, G*H) (32x128 by 128x512: 89 against 55 us), and
+# backward's d_pre @ w_hh is fast on the parameter as it is. nn/cells.py uses these when
+# tg.nn.fused() is on; the op-by-op cells there are the reference they are tested against.
+
+def _gate_vectors(like, pattern, hidden):
+    """Per column of a (B, G*H) gate array, the value of `pattern` (one number per gate), as an
+    array of like's dtype and device (cached: the steps of a sequence share them)."""
+    key = (pattern, hidden, like.dtype.str, type(like), str(getattr(like, "device", "")))
+    vector = _GATE_VECTORS.get(key)
+    if vector is None:
+        xp = get_array_module(like)
+        vector = xp.repeat(xp.asarray(pattern, dtype=like.dtype), hidden)
+        if len(_GATE_VECTORS) < 256:
+            _GATE_VECTORS[key] = vector
+    return vector
+
+
+_GATE_VECTORS = {}
+
 
 def _sigmoid_(a):
-    """a <- sigmoid(a) in place, by the formula Sigmoid uses (torch's 1 / (1 + exp(-a)))."""
+    """a <- sigmoid(a) in place, as (tanh(a/2) + 1) / 2: it cannot overflow (1 / (1 + exp(-a)) does,
+    below -88 in float32), and it equals that formula to rounding."""
     xp = get_array_module(a)
-    xp.negative(a, out=a)
-    xp.exp(a, out=a)
-    a += 1
-    return xp.reciprocal(a, out=a)
+    a *= 0.5
+    xp.tanh(a, out=a)
+    a *= 0.5
+    a += 0.5
+    return a
 
 
 def _times_sigmoid_grad_(grad, s):
@@ -626,57 +662,78 @@ def _times_sigmoid_grad_(grad, s):
     return grad
 
 
-def _check_step_dtypes(op, x_proj, h, w_hh_t):
-    """As MatMul: mixed dtypes are refused, not promoted (a float32 model would turn float64)."""
-    if h.dtype != w_hh_t.dtype or x_proj.dtype != w_hh_t.dtype:
-        raise DTypeError(f"{op}: dtypes differ (x_proj {x_proj.dtype}, h {h.dtype}, w_hh {w_hh_t.dtype}); "
+def _step_input(op, x_proj, h, w_hh, step):
+    """The step's own (B, G*H) input projection; refuses mixed dtypes, as MatMul does (a float32
+    model would silently turn float64)."""
+    if h.dtype != w_hh.dtype or x_proj.dtype != w_hh.dtype:
+        raise DTypeError(f"{op}: dtypes differ (x_proj {x_proj.dtype}, h {h.dtype}, w_hh {w_hh.dtype}); "
                          "cast one with .to(dtype)")
+    if step is None:
+        return x_proj
+    if x_proj.ndim != 3 or not -x_proj.shape[0] <= step < x_proj.shape[0]:
+        raise ShapeError(f"{op}: step={step} needs x_proj of shape (T, B, G*H) with T > {step}, got "
+                         f"{tuple(x_proj.shape)}")
+    return x_proj[step]
 
 
-def _recurrent_pre(op, x_proj, h, w_hh_t, b_hh=None):
-    """h @ w_hh_t + x_proj (+ b_hh): every gate's pre-activation, in one new (B, G*H) array."""
-    _check_step_dtypes(op, x_proj, h, w_hh_t)
-    pre = h @ w_hh_t
-    pre += x_proj
-    if b_hh is not None:
-        pre += b_hh
+def _recurrent_pre(h, w_hh, w_hh_t, x):
+    """h @ w_hh^T + x: every gate's pre-activation, in one new (B, G*H) array."""
+    pre = h @ (w_hh.T if w_hh_t is None else w_hh_t)
+    pre += x
     return pre
 
 
-def _weight_grads(needs, h, d_pre, w_hh_t, has_bias):
-    """(grad of h through the matmul, of w_hh_t, of b_hh) for the pre-activation gradient d_pre.
-    w_hh_t's is left to the engine to sum over all steps in one matmul (autograd.MatmulGrad)."""
-    d_h = d_pre @ w_hh_t.T if needs[1] else None
-    d_w = MatmulGrad(h, d_pre) if needs[-2 if has_bias else -1] else None
+def _input_grad(needs, d_pre, x_shape, step):
+    """The gradient of x_proj: d_pre itself, or with `step` a SparseGrad at row `step` (the engine
+    adds the T rows into one (T, B, G*H) buffer)."""
+    if not needs[0]:
+        return None
+    return d_pre if step is None else SparseGrad((step,), d_pre, x_shape, False)
+
+
+def _weight_grads(needs, h, d_pre, w_hh, has_bias):
+    """(grad of h through the matmul, of w_hh, of b_hh) for the pre-activation gradient d_pre.
+    w_hh's (d_pre^T h) is left to the engine to sum over all steps in one matmul (autograd.MatmulGrad)."""
+    d_h = d_pre @ w_hh if needs[1] else None
+    d_w = MatmulGrad(d_pre, h) if needs[-2 if has_bias else -1] else None
     d_b = d_pre.sum(0) if has_bias and needs[-1] else None
     return d_h, d_w, d_b
 
 
-@register
-@quiet
-class LSTMStep(Function):
-    """x_proj (B, 4H), h, c (B, H), w_hh_t (H, 4H) -> (2, B, H): h' stacked on c' (the cell splits
-    them with views). Gates i, f, g, o; c' = f*c + i*g, h' = o*tanh(c')."""
+# sigmoid(a) = (tanh(a/2) + 1) / 2: the LSTM's four gates (i, f sigmoid, g tanh, o sigmoid) go through
+# one tanh over the whole contiguous (B, 4H) array, scaled by these per-gate numbers before and after
+_LSTM_SCALE, _LSTM_SHIFT = (0.5, 0.5, 1.0, 0.5), (0.5, 0.5, 0.0, 0.5)
+# the activations' derivatives from their outputs, every gate at once: (a - y) * y + b is
+# s(1 - s) for a sigmoid's s (a = 1, b = 0) and 1 - t^2 for tanh's t (a = 0, b = 1)
+_LSTM_DERIV_A, _LSTM_DERIV_B = (1.0, 1.0, 0.0, 1.0), (0.0, 0.0, 1.0, 0.0)
 
-    def forward(self, x_proj, h, c, w_hh_t):
+
+@register
+class LSTMStep(Function):
+    """x_proj (B, 4H) (or (T, B, 4H) with step=t), h, c (B, H), w_hh (4H, H) -> (2, B, H): h' stacked
+    on c' (the cell splits them with views). Gates i, f, g, o; c' = f*c + i*g, h' = o*tanh(c')."""
+
+    def forward(self, x_proj, h, c, w_hh, step=None, w_hh_t=None):
         hidden = h.shape[-1]
         xp = get_array_module(x_proj)
-        gates = _recurrent_pre("lstmstep", x_proj, h, w_hh_t)
+        gates = _recurrent_pre(h, w_hh, w_hh_t, _step_input("lstmstep", x_proj, h, w_hh, step))
+        gates *= _gate_vectors(gates, _LSTM_SCALE, hidden)
+        xp.tanh(gates, out=gates)
+        gates *= _gate_vectors(gates, _LSTM_SCALE, hidden)
+        gates += _gate_vectors(gates, _LSTM_SHIFT, hidden)
         i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
-        _sigmoid_(gates[:, :2 * hidden])  # i and f, side by side
-        xp.tanh(g, out=g)
-        _sigmoid_(o)
         out = xp.empty((2,) + h.shape, dtype=gates.dtype)
         c_new = xp.multiply(f, c, out=out[1])
         c_new += i * g
         tanh_c = xp.tanh(c_new)
         xp.multiply(o, tanh_c, out=out[0])
         need_h, need_w = self.parents[1] is not None, self.parents[3] is not None
-        self.save_for_backward(gates, c, tanh_c, h if need_w else None, w_hh_t if need_h else None)
+        self.step, self.x_shape = step, x_proj.shape
+        self.save_for_backward(gates, c, tanh_c, h if need_w else None, w_hh if need_h else None)
         return out
 
     def backward(self, grad):
-        gates, c, tanh_c, h, w_hh_t = self.saved
+        gates, c, tanh_c, h, w_hh = self.saved
         hidden = tanh_c.shape[-1]
         xp = get_array_module(grad)
         i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
@@ -686,46 +743,48 @@ class LSTMStep(Function):
         d_c *= o
         d_c *= d_h_new
         d_c += d_c_new
-        d_pre = xp.empty_like(gates)
-        d_i, d_f, d_g, d_o = (d_pre[:, k * hidden:(k + 1) * hidden] for k in range(4))
-        _times_sigmoid_grad_(xp.multiply(d_c, g, out=d_i), i)
-        _times_sigmoid_grad_(xp.multiply(d_c, c, out=d_f), f)
-        xp.multiply(d_c, i, out=d_g)
-        d_g *= 1 - g * g
-        _times_sigmoid_grad_(xp.multiply(d_h_new, tanh_c, out=d_o), o)
+        d_pre = xp.empty_like(gates)  # first what multiplies each activation's derivative
+        xp.multiply(d_c, g, out=d_pre[:, :hidden])
+        xp.multiply(d_c, c, out=d_pre[:, hidden:2 * hidden])
+        xp.multiply(d_c, i, out=d_pre[:, 2 * hidden:3 * hidden])
+        xp.multiply(d_h_new, tanh_c, out=d_pre[:, 3 * hidden:])
+        deriv = _gate_vectors(gates, _LSTM_DERIV_A, hidden) - gates
+        deriv *= gates
+        deriv += _gate_vectors(gates, _LSTM_DERIV_B, hidden)
+        d_pre *= deriv
         needs = self.needs_input_grad
-        d_h, d_w, _ = _weight_grads(needs, h, d_pre, w_hh_t, False)
+        d_h, d_w, _ = _weight_grads(needs, h, d_pre, w_hh, False)
         d_c *= f
-        return d_pre if needs[0] else None, d_h, d_c if needs[2] else None, d_w
+        return _input_grad(needs, d_pre, self.x_shape, self.step), d_h, d_c if needs[2] else None, d_w
 
 
 @register
-@quiet
 class GRUStep(Function):
-    """x_proj (B, 3H), h (B, H), w_hh_t (H, 3H)[, b_hh (3H,)] -> h' (B, H). Gates r, z, n:
-    n = tanh(x_n + r*(h W_hn^T + b_hn)), h' = n + z*(h - n)."""
+    """x_proj (B, 3H) (or (T, B, 3H) with step=t), h (B, H), w_hh (3H, H)[, b_hh (3H,)] -> h' (B, H).
+    Gates r, z, n: n = tanh(x_n + r*(h W_hn^T + b_hn)), h' = n + z*(h - n)."""
 
-    def forward(self, x_proj, h, w_hh_t, b_hh=None):
+    def forward(self, x_proj, h, w_hh, b_hh=None, step=None, w_hh_t=None):
         hidden = h.shape[-1]
         xp = get_array_module(x_proj)
-        _check_step_dtypes("grustep", x_proj, h, w_hh_t)
-        hp = h @ w_hh_t
+        x = _step_input("grustep", x_proj, h, w_hh, step)
+        hp = h @ (w_hh.T if w_hh_t is None else w_hh_t)
         if b_hh is not None:  # b_hn is multiplied by r: the GRU's hidden bias cannot join x_proj
             hp += b_hh
-        rz = _sigmoid_(hp[:, :2 * hidden] + x_proj[:, :2 * hidden])
+        rz = _sigmoid_(hp[:, :2 * hidden] + x[:, :2 * hidden])
         r, z = rz[:, :hidden], rz[:, hidden:]
         h_n = hp[:, 2 * hidden:]
         n = r * h_n
-        n += x_proj[:, 2 * hidden:]
+        n += x[:, 2 * hidden:]
         xp.tanh(n, out=n)
         out = h - n
         out *= z
         out += n
-        self.save_for_backward(rz, n, h_n, h, w_hh_t if self.parents[1] is not None else None)
+        self.step, self.x_shape = step, x_proj.shape
+        self.save_for_backward(rz, n, h_n, h, w_hh if self.parents[1] is not None else None)
         return out
 
     def backward(self, grad):
-        rz, n, h_n, h, w_hh_t = self.saved
+        rz, n, h_n, h, w_hh = self.saved
         hidden = n.shape[-1]
         r, z = rz[:, :hidden], rz[:, hidden:]
         xp = get_array_module(grad)
@@ -736,9 +795,10 @@ class GRUStep(Function):
         _times_sigmoid_grad_(xp.multiply(d_n, h_n, out=d_r), r)
         _times_sigmoid_grad_(xp.multiply(grad, h - n, out=d_z), z)
         needs = self.needs_input_grad
-        d_x = d_pre.copy() if needs[0] else None  # the input half of n sees d_n, the hidden half r * d_n
+        # the input half of n sees d_n, the hidden half r * d_n: x_proj's gradient is a copy
+        d_x = _input_grad(needs, d_pre.copy() if needs[0] else None, self.x_shape, self.step)
         d_n *= r
-        d_h, d_w, d_b = _weight_grads(needs, h, d_pre, w_hh_t, len(needs) == 4)
+        d_h, d_w, d_b = _weight_grads(needs, h, d_pre, w_hh, len(needs) == 4)
         if d_h is not None:
             d_h += grad * z
         return d_x, d_h, d_w, d_b
@@ -746,22 +806,25 @@ class GRUStep(Function):
 
 @register
 class RNNStep(Function):
-    """x_proj (B, H), h (B, H), w_hh_t (H, H)[, b_hh (H,)] -> h' = tanh or relu(x_proj + h W_hh^T + b_hh)."""
+    """x_proj (B, H) (or (T, B, H) with step=t), h (B, H), w_hh (H, H)[, b_hh (H,)]
+    -> h' = tanh or relu(x_proj + h W_hh^T + b_hh)."""
 
-    def forward(self, x_proj, h, w_hh_t, b_hh=None, nonlinearity="tanh"):
+    def forward(self, x_proj, h, w_hh, b_hh=None, nonlinearity="tanh", step=None, w_hh_t=None):
         xp = get_array_module(x_proj)
-        out = _recurrent_pre("rnnstep", x_proj, h, w_hh_t, b_hh)
+        out = _recurrent_pre(h, w_hh, w_hh_t, _step_input("rnnstep", x_proj, h, w_hh, step))
+        if b_hh is not None:
+            out += b_hh
         if nonlinearity == "tanh":
             xp.tanh(out, out=out)
         else:
             xp.maximum(out, out.dtype.type(0), out=out)
-        self.nonlinearity = nonlinearity
+        self.nonlinearity, self.step, self.x_shape = nonlinearity, step, x_proj.shape
         need_w = self.parents[2] is not None
-        self.save_for_backward(out, h if need_w else None, w_hh_t if self.parents[1] is not None else None)
+        self.save_for_backward(out, h if need_w else None, w_hh if self.parents[1] is not None else None)
         return out
 
     def backward(self, grad):
-        out, h, w_hh_t = self.saved
+        out, h, w_hh = self.saved
         if self.nonlinearity == "tanh":
             d_pre = out * out
             get_array_module(grad).subtract(1, d_pre, out=d_pre)
@@ -769,5 +832,5 @@ class RNNStep(Function):
         else:
             d_pre = grad * (out > 0)  # relu's output is positive exactly where its input was
         needs = self.needs_input_grad
-        d_h, d_w, d_b = _weight_grads(needs, h, d_pre, w_hh_t, len(needs) == 4)
-        return d_pre if needs[0] else None, d_h, d_w, d_b
+        d_h, d_w, d_b = _weight_grads(needs, h, d_pre, w_hh, len(needs) == 4)
+        return _input_grad(needs, d_pre, self.x_shape, self.step), d_h, d_w, d_b

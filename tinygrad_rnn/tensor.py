@@ -1089,8 +1089,7 @@ def stack(tensors, dim=0):
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ShapeError(f"stack: all tensors need the same shape, got {sorted(shapes)}")
-    dim = wrap_dim(dim, tensors[0].ndim + 1)
-    return cat([t.unsqueeze(dim) for t in tensors], dim)
+    return apply(F.Stack, *tensors, axis=wrap_dim(dim, tensors[0].ndim + 1))
 
 
 def _tensor_list(tensors, op):

@@ -355,8 +355,8 @@ def test_below_op_detail_out_t_is_drawn_from_h_t_past_the_stack():
     (getitem,) = [n for n, label in labels.items() if label.startswith("getitem")]
     (parent,) = [a for a, b, _ in edges_of(cell) if b == getitem]
     assert labels[parent].startswith("h⟨2⟩")
-    assert not any(label.startswith("cat") for label in labels.values())  # nothing else reads the stack
-    assert any(label.startswith("cat") for label in nodes_of(viz.to_dot(root, params=lstm)).values())  # op: every op
+    assert not any(label.startswith("stack") for label in labels.values())  # nothing else reads the stack
+    assert any(label.startswith("stack") for label in nodes_of(viz.to_dot(root, params=lstm)).values())  # op: every op
 
 
 def test_a_scope_repeated_per_step_without_recurrence_is_not_a_cell():

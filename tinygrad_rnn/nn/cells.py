@@ -110,25 +110,29 @@ def _as_state(step_output):
     return (mark(step_output.reshape(step_output.shape), "h"),)
 
 
+# The fused steps take w_hh in its own layout (G*H, H), and from a sequence layer `step` (x_proj then
+# holds every step, (T, B, G*H)) and `w_hh_t` (a contiguous w_hh.T made once): see ops.LSTMStep.
+
 def fused_rnn_step(nonlinearity):
-    def step(x_proj, state, w_hh_t, b_hh=None):
+    def step(x_proj, state, w_hh, b_hh=None, t=None, w_hh_t=None):
         bias = () if b_hh is None else (b_hh,)
-        return _as_state(apply(P.RNNStep, x_proj, state[0], w_hh_t, *bias, nonlinearity=nonlinearity))
+        return _as_state(apply(P.RNNStep, x_proj, state[0], w_hh, *bias, nonlinearity=nonlinearity, step=t,
+                               w_hh_t=w_hh_t))
     step.__name__ = f"fused_rnn_{nonlinearity}_step"
     return step
 
 
-def fused_lstm_step(x_proj, state, w_hh_t, b_hh=None):
+def fused_lstm_step(x_proj, state, w_hh, b_hh=None, t=None, w_hh_t=None):
     """One LSTMStep node, its (2, B, H) output split into h' and c' by two views."""
     if b_hh is not None:
         x_proj = x_proj + b_hh
-    both = apply(P.LSTMStep, x_proj, *state, w_hh_t)
+    both = apply(P.LSTMStep, x_proj, *state, w_hh, step=t, w_hh_t=w_hh_t)
     return mark(both[0], "h"), mark(both[1], "c")
 
 
-def fused_gru_step(x_proj, state, w_hh_t, b_hh=None):
+def fused_gru_step(x_proj, state, w_hh, b_hh=None, t=None, w_hh_t=None):
     bias = () if b_hh is None else (b_hh,)
-    return _as_state(apply(P.GRUStep, x_proj, state[0], w_hh_t, *bias))
+    return _as_state(apply(P.GRUStep, x_proj, state[0], w_hh, *bias, step=t, w_hh_t=w_hh_t))
 
 
 def mark_cut(new_state, old_state, default):
@@ -140,7 +144,7 @@ def mark_cut(new_state, old_state, default):
 
 
 # gates: rows of w_ih per hidden unit; folds_hidden_bias: b_hh may join the input projection;
-# step: op by op; fused_step: one node.
+# step: op by op, step(x_proj, state, w_hh.T, b_hh); fused_step: one node, fused_step(x_proj, state, w_hh, b_hh).
 CellKind = namedtuple("CellKind", ["name", "gates", "state_size", "step", "folds_hidden_bias", "fused_step"])
 
 KINDS = {
@@ -151,13 +155,11 @@ KINDS = {
 }
 
 
-def step_of(kind):
-    """The step function of a CellKind under this thread's mode (fused or op by op)."""
-    return kind.fused_step if _fused.enabled else kind.step
-
-
 def _cell(kind, x, state, w_ih, w_hh, b_ih, b_hh):
-    return step_of(KINDS[kind])(linear(x, w_ih, b_ih), tuple(state), w_hh.T, b_hh)
+    kind, x_proj = KINDS[kind], linear(x, w_ih, b_ih)
+    if _fused.enabled:
+        return kind.fused_step(x_proj, tuple(state), w_hh, b_hh)
+    return kind.step(x_proj, tuple(state), w_hh.T, b_hh)
 
 
 def rnn_tanh_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):

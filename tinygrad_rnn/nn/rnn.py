@@ -21,8 +21,8 @@ from ..creation import zeros
 from ..errors import DTypeError, InvalidValueError, ShapeError
 from ..tensor import Tensor, cat, stack, where
 from . import init
-from .cells import (KINDS, RecurrentModule, RNNCell, check_input, mark_cut, register_cell_parameters, rnn_mode,
-                    step_of)
+from .cells import (KINDS, RecurrentModule, RNNCell, check_input, is_fused, mark_cut, register_cell_parameters,
+                    rnn_mode)
 from .functional import dropout, linear
 
 
@@ -31,18 +31,18 @@ def unstack(x):
     return [x[t] for t in range(x.shape[0])]
 
 
-def unroll(step, x_steps, state, w_hh_t, b_hh=None, reverse=False, masks=None, label="l0", default=False):
-    """Run `step` over time.
+def unroll(step, steps, state, reverse=False, masks=None, label="l0", default=False):
+    """Run `step(t, state) -> new state` over time.
 
-    x_steps: T input projections (B, G*H); state: tuple of (B, H); masks: None or T entries,
-    each None (every sequence real at t) or a (B, 1) bool array (False where t is padding);
-    default: the state is the layer's own zeros (not the caller's), for the renderer's cut.
-    Returns the T outputs h_t in time order and the final state tuple.
+    state: tuple of (B, H); masks: None or `steps` entries, each None (every sequence real at t)
+    or a (B, 1) bool array (False where t is padding); default: the state is the layer's own zeros
+    (not the caller's), for the renderer's cut. Returns the outputs h_t in time order and the final
+    state tuple.
     """
-    outputs = [None] * len(x_steps)
-    for t in (reversed(range(len(x_steps))) if reverse else range(len(x_steps))):
+    outputs = [None] * steps
+    for t in (reversed(range(steps)) if reverse else range(steps)):
         with scope(f"{label}/t{t}"):
-            new = mark_cut(step(x_steps[t], state, w_hh_t, b_hh), state, default)
+            new = mark_cut(step(t, state), state, default)
             if masks is not None and masks[t] is not None:
                 new = tuple(mark(where(masks[t], n, old), role) for n, old, role in zip(new, state, "hc"))
         state = new
@@ -54,14 +54,22 @@ def _run_direction(kind, x, state, weights, reverse, masks, label, default):
     """One layer, one direction: x (T, B, I) -> outputs (T, B, H), final state tuple."""
     w_ih, w_hh, b_ih, b_hh = weights
     steps, batch = x.shape[:2]
+    b_step = None if kind.folds_hidden_bias else b_hh
     with scope(f"{label}/input"):
         # The input half of every gate for all steps in one matmul; for RNN/LSTM b_hh joins it.
         bias = b_ih + b_hh if kind.folds_hidden_bias and b_ih is not None else b_ih
         proj = linear(x.reshape(steps * batch, x.shape[2]), w_ih, bias).reshape(steps, batch, w_ih.shape[0])
-        x_steps = unstack(proj)
-        w_hh_t = w_hh.T
-    outputs, final = unroll(step_of(kind), x_steps, state, w_hh_t, None if kind.folds_hidden_bias else b_hh,
-                            reverse, masks, label, default)
+        if is_fused():  # each step reads its row of proj; the recurrent matmul a contiguous w_hh.T
+            w_hh_t = backend.get_array_module(w_hh._data).ascontiguousarray(w_hh._data.T)
+
+            def step(t, state):
+                return kind.fused_step(proj, state, w_hh, b_step, t, w_hh_t)
+        else:
+            x_steps, w_hh_t = unstack(proj), w_hh.T
+
+            def step(t, state):
+                return kind.step(x_steps[t], state, w_hh_t, b_step)
+    outputs, final = unroll(step, steps, state, reverse, masks, label, default)
     with scope(f"{label}/output"):
         return stack(outputs), final
 

@@ -265,7 +265,7 @@ def _selected_row(node):
 
 def _steps_of_row(nodes, start, dim, row, offsets):
     """The stepped nodes that row `row` of dim `dim` of node `start` was computed from, following
-    stacks (cat of per-step unsqueezes), concatenated directions, transposes and masks;
+    stacks, concatenated directions, transposes and masks;
     None where the route is not one of those."""
     found, work = set(), [(start, dim, row)]
     while work:
@@ -278,6 +278,13 @@ def _steps_of_row(nodes, start, dim, row, offsets):
             continue
         if node.step is not None:
             found.add(i)
+            continue
+        if node.op == "stack" and row is not None:
+            axis = node.fn.axis
+            if axis == dim:  # row `row` is the whole of input `row`
+                work.append((node.parents[row % len(node.parents)], None, None))
+            else:
+                work.extend((p, dim - (dim > axis), row) for p in node.parents)
             continue
         if node.op == "cat" and row is not None:
             axis, sizes = node.fn.axis % len(node.shape), node.fn.sizes
