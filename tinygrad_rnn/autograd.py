@@ -219,6 +219,11 @@ class ScopeLabel(str):
 _entries = itertools.count()  # next() on a count is atomic: serials are unique across threads
 
 
+def reserve_serials(n):
+    """n scope-entry serials, in order, for scopes a node will be shown in later (sequence.Unrolled)."""
+    return [next(_entries) for _ in range(n)]
+
+
 class scope(_Restoring):  # noqa: N801
     """`with scope("encoder"):` labels every graph node made inside; nested scopes join with '/'.
     The label is per thread: two threads never see each other's."""
@@ -726,6 +731,8 @@ def walk(roots):
     if not isinstance(roots, (list, tuple)):
         roots = [roots]
     made = {}  # id(node or leaf) -> GraphNode
+    from .sequence import expand_all
+    expand_all(_targets([r for r in roots if r.requires_grad]))  # a layer's loop in one node: its steps
     for start in _targets([r for r in roots if r.requires_grad]):
         if id(start) in made:
             continue

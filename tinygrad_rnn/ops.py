@@ -708,25 +708,56 @@ _LSTM_SCALE, _LSTM_SHIFT = (0.5, 0.5, 1.0, 0.5), (0.5, 0.5, 0.0, 0.5)
 _LSTM_DERIV_A, _LSTM_DERIV_B = (1.0, 1.0, 0.0, 1.0), (0.0, 0.0, 1.0, 0.0)
 
 
+def lstm_activate_(gates, c, h_out, c_out, tanh_c_out):
+    """The LSTM cell after its matmul: gates (B, 4H) pre-activations -> activations, in place; then
+    c' = f*c + i*g into c_out, tanh(c') into tanh_c_out, h' = o*tanh(c') into h_out."""
+    hidden = c.shape[-1]
+    xp = get_array_module(gates)
+    gates *= _gate_vectors(gates, _LSTM_SCALE, hidden)
+    xp.tanh(gates, out=gates)
+    gates *= _gate_vectors(gates, _LSTM_SCALE, hidden)
+    gates += _gate_vectors(gates, _LSTM_SHIFT, hidden)
+    i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
+    c_new = xp.multiply(f, c, out=c_out)
+    c_new += i * g
+    xp.tanh(c_new, out=tanh_c_out)
+    xp.multiply(o, tanh_c_out, out=h_out)
+
+
+def lstm_backward(gates, c, tanh_c, d_h_new, d_c_new, d_pre):
+    """The LSTM cell's backward to its pre-activations, into d_pre (B, 4H), from the gradients
+    reaching h' and c'. Returns the gradient reaching c."""
+    hidden = tanh_c.shape[-1]
+    xp = get_array_module(gates)
+    i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
+    d_c = tanh_c * tanh_c  # becomes the gradient reaching c', from h' and from the next step
+    xp.subtract(1, d_c, out=d_c)
+    d_c *= o
+    d_c *= d_h_new
+    d_c += d_c_new
+    xp.multiply(d_c, g, out=d_pre[:, :hidden])  # first what multiplies each activation's derivative
+    xp.multiply(d_c, c, out=d_pre[:, hidden:2 * hidden])
+    xp.multiply(d_c, i, out=d_pre[:, 2 * hidden:3 * hidden])
+    xp.multiply(d_h_new, tanh_c, out=d_pre[:, 3 * hidden:])
+    deriv = _gate_vectors(gates, _LSTM_DERIV_A, hidden) - gates
+    deriv *= gates
+    deriv += _gate_vectors(gates, _LSTM_DERIV_B, hidden)
+    d_pre *= deriv
+    d_c *= f
+    return d_c
+
+
 @register
 class LSTMStep(Function):
     """x_proj (B, 4H) (or (T, B, 4H) with step=t), h, c (B, H), w_hh (4H, H) -> (2, B, H): h' stacked
     on c' (the cell splits them with views). Gates i, f, g, o; c' = f*c + i*g, h' = o*tanh(c')."""
 
     def forward(self, x_proj, h, c, w_hh, step=None, w_hh_t=None):
-        hidden = h.shape[-1]
         xp = get_array_module(x_proj)
         gates = _recurrent_pre(h, w_hh, w_hh_t, _step_input("lstmstep", x_proj, h, w_hh, step))
-        gates *= _gate_vectors(gates, _LSTM_SCALE, hidden)
-        xp.tanh(gates, out=gates)
-        gates *= _gate_vectors(gates, _LSTM_SCALE, hidden)
-        gates += _gate_vectors(gates, _LSTM_SHIFT, hidden)
-        i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
         out = xp.empty((2,) + h.shape, dtype=gates.dtype)
-        c_new = xp.multiply(f, c, out=out[1])
-        c_new += i * g
-        tanh_c = xp.tanh(c_new)
-        xp.multiply(o, tanh_c, out=out[0])
+        tanh_c = xp.empty(h.shape, dtype=gates.dtype)
+        lstm_activate_(gates, c, out[0], out[1], tanh_c)
         need_h, need_w = self.parents[1] is not None, self.parents[3] is not None
         self.step, self.x_shape = step, x_proj.shape
         self.save_for_backward(gates, c, tanh_c, h if need_w else None, w_hh if need_h else None)
@@ -734,28 +765,38 @@ class LSTMStep(Function):
 
     def backward(self, grad):
         gates, c, tanh_c, h, w_hh = self.saved
-        hidden = tanh_c.shape[-1]
-        xp = get_array_module(grad)
-        i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
-        d_h_new, d_c_new = grad[0], grad[1]
-        d_c = tanh_c * tanh_c  # becomes the gradient reaching c', from h' and from the next step
-        xp.subtract(1, d_c, out=d_c)
-        d_c *= o
-        d_c *= d_h_new
-        d_c += d_c_new
-        d_pre = xp.empty_like(gates)  # first what multiplies each activation's derivative
-        xp.multiply(d_c, g, out=d_pre[:, :hidden])
-        xp.multiply(d_c, c, out=d_pre[:, hidden:2 * hidden])
-        xp.multiply(d_c, i, out=d_pre[:, 2 * hidden:3 * hidden])
-        xp.multiply(d_h_new, tanh_c, out=d_pre[:, 3 * hidden:])
-        deriv = _gate_vectors(gates, _LSTM_DERIV_A, hidden) - gates
-        deriv *= gates
-        deriv += _gate_vectors(gates, _LSTM_DERIV_B, hidden)
-        d_pre *= deriv
+        d_pre = get_array_module(grad).empty_like(gates)
+        d_c = lstm_backward(gates, c, tanh_c, grad[0], grad[1], d_pre)
         needs = self.needs_input_grad
         d_h, d_w, _ = _weight_grads(needs, h, d_pre, w_hh, False)
-        d_c *= f
         return _input_grad(needs, d_pre, self.x_shape, self.step), d_h, d_c if needs[2] else None, d_w
+
+
+def gru_activate(x, h, hp, rz_out, n_out, h_out):
+    """The GRU cell after its matmul: x (B, 3H) input projection, hp = h W_hh^T (+ b_hh) (B, 3H) ->
+    sigmoid(r, z) into rz_out (B, 2H), n into n_out, h' = n + z*(h - n) into h_out."""
+    hidden = h.shape[-1]
+    xp = get_array_module(x)
+    _sigmoid_(xp.add(hp[:, :2 * hidden], x[:, :2 * hidden], out=rz_out))
+    n = xp.multiply(rz_out[:, :hidden], hp[:, 2 * hidden:], out=n_out)
+    n += x[:, 2 * hidden:]
+    xp.tanh(n, out=n)
+    out = xp.subtract(h, n, out=h_out)
+    out *= rz_out[:, hidden:]
+    out += n
+
+
+def gru_backward(grad, rz, n, h_n, h, d_pre):
+    """The GRU cell's backward to its input-side pre-activations (d_r, d_z, d_n) into d_pre (B, 3H),
+    from the gradient reaching h'. The hidden side is the same with d_n times r."""
+    hidden = n.shape[-1]
+    xp = get_array_module(grad)
+    r, z = rz[:, :hidden], rz[:, hidden:]
+    d_r, d_z, d_n = (d_pre[:, k * hidden:(k + 1) * hidden] for k in range(3))
+    xp.multiply(grad, 1 - z, out=d_n)
+    d_n *= 1 - n * n
+    _times_sigmoid_grad_(xp.multiply(d_n, h_n, out=d_r), r)
+    _times_sigmoid_grad_(xp.multiply(grad, h - n, out=d_z), z)
 
 
 @register
@@ -770,38 +811,43 @@ class GRUStep(Function):
         hp = h @ (w_hh.T if w_hh_t is None else w_hh_t)
         if b_hh is not None:  # b_hn is multiplied by r: the GRU's hidden bias cannot join x_proj
             hp += b_hh
-        rz = _sigmoid_(hp[:, :2 * hidden] + x[:, :2 * hidden])
-        r, z = rz[:, :hidden], rz[:, hidden:]
-        h_n = hp[:, 2 * hidden:]
-        n = r * h_n
-        n += x[:, 2 * hidden:]
-        xp.tanh(n, out=n)
-        out = h - n
-        out *= z
-        out += n
+        rz = xp.empty(h.shape[:1] + (2 * hidden,), dtype=hp.dtype)
+        n, out = xp.empty_like(h, dtype=hp.dtype), xp.empty_like(h, dtype=hp.dtype)
+        gru_activate(x, h, hp, rz, n, out)
         self.step, self.x_shape = step, x_proj.shape
-        self.save_for_backward(rz, n, h_n, h, w_hh if self.parents[1] is not None else None)
+        self.save_for_backward(rz, n, hp[:, 2 * hidden:], h, w_hh if self.parents[1] is not None else None)
         return out
 
     def backward(self, grad):
         rz, n, h_n, h, w_hh = self.saved
         hidden = n.shape[-1]
-        r, z = rz[:, :hidden], rz[:, hidden:]
-        xp = get_array_module(grad)
-        d_pre = xp.empty(rz.shape[:1] + (3 * hidden,), dtype=grad.dtype)
-        d_r, d_z, d_n = (d_pre[:, k * hidden:(k + 1) * hidden] for k in range(3))
-        xp.multiply(grad, 1 - z, out=d_n)
-        d_n *= 1 - n * n
-        _times_sigmoid_grad_(xp.multiply(d_n, h_n, out=d_r), r)
-        _times_sigmoid_grad_(xp.multiply(grad, h - n, out=d_z), z)
+        d_pre = get_array_module(grad).empty(rz.shape[:1] + (3 * hidden,), dtype=grad.dtype)
+        gru_backward(grad, rz, n, h_n, h, d_pre)
         needs = self.needs_input_grad
         # the input half of n sees d_n, the hidden half r * d_n: x_proj's gradient is a copy
         d_x = _input_grad(needs, d_pre.copy() if needs[0] else None, self.x_shape, self.step)
-        d_n *= r
+        d_pre[:, 2 * hidden:] *= rz[:, :hidden]
         d_h, d_w, d_b = _weight_grads(needs, h, d_pre, w_hh, len(needs) == 4)
         if d_h is not None:
-            d_h += grad * z
+            d_h += grad * rz[:, hidden:]
         return d_x, d_h, d_w, d_b
+
+
+def rnn_activate_(pre, nonlinearity):
+    xp = get_array_module(pre)
+    if nonlinearity == "tanh":
+        return xp.tanh(pre, out=pre)
+    return xp.maximum(pre, pre.dtype.type(0), out=pre)
+
+
+def rnn_backward(grad, out, nonlinearity):
+    """d loss / d pre-activation of a vanilla RNN step, from its output and the gradient reaching it."""
+    if nonlinearity == "tanh":
+        d_pre = out * out
+        get_array_module(grad).subtract(1, d_pre, out=d_pre)
+        d_pre *= grad
+        return d_pre
+    return grad * (out > 0)  # relu's output is positive exactly where its input was
 
 
 @register
@@ -810,14 +856,10 @@ class RNNStep(Function):
     -> h' = tanh or relu(x_proj + h W_hh^T + b_hh)."""
 
     def forward(self, x_proj, h, w_hh, b_hh=None, nonlinearity="tanh", step=None, w_hh_t=None):
-        xp = get_array_module(x_proj)
         out = _recurrent_pre(h, w_hh, w_hh_t, _step_input("rnnstep", x_proj, h, w_hh, step))
         if b_hh is not None:
             out += b_hh
-        if nonlinearity == "tanh":
-            xp.tanh(out, out=out)
-        else:
-            xp.maximum(out, out.dtype.type(0), out=out)
+        rnn_activate_(out, nonlinearity)
         self.nonlinearity, self.step, self.x_shape = nonlinearity, step, x_proj.shape
         need_w = self.parents[2] is not None
         self.save_for_backward(out, h if need_w else None, w_hh if self.parents[1] is not None else None)
@@ -825,12 +867,7 @@ class RNNStep(Function):
 
     def backward(self, grad):
         out, h, w_hh = self.saved
-        if self.nonlinearity == "tanh":
-            d_pre = out * out
-            get_array_module(grad).subtract(1, d_pre, out=d_pre)
-            d_pre *= grad
-        else:
-            d_pre = grad * (out > 0)  # relu's output is positive exactly where its input was
+        d_pre = rnn_backward(grad, out, self.nonlinearity)
         needs = self.needs_input_grad
         d_h, d_w, d_b = _weight_grads(needs, h, d_pre, w_hh, len(needs) == 4)
         return _input_grad(needs, d_pre, self.x_shape, self.step), d_h, d_w, d_b

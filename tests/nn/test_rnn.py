@@ -255,8 +255,12 @@ def test_every_step_is_labelled_by_layer_direction_and_time():
 def test_step_nodes_carry_their_own_time_label():
     out, _ = R.GRU(I, H)(tg.randn(T, B, I))
     assert out.grad_fn.scope == "gru/l0/output"
-    pieces = out.grad_fn.parents  # stack's pieces: h_t as (1, B, H), in time order
+    assert [p.name for p in out.grad_fn.parents] == ["grusequence"]  # the loop in one node, until read
+    list(tg.autograd.walk(out))  # a reader sees the steps: the output is their stack
+    assert out.grad_fn.name == "stack" and out.grad_fn.scope == "gru/l0/output"
+    pieces = out.grad_fn.parents  # h_t as views of the steps, in time order
     assert [piece.parents[0].scope for piece in pieces] == [f"gru/l0/t{t}" for t in range(T)]
+    assert {piece.parents[0].name for piece in pieces} == {"grustep"}
 
 
 def test_dropout_between_layers():

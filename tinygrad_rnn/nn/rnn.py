@@ -16,10 +16,12 @@ import warnings
 import numpy as np
 
 from .. import backend
-from ..autograd import mark, scope
+from .. import sequence as P
+from ..autograd import current_scope, mark, scope
 from ..creation import zeros
 from ..errors import DTypeError, InvalidValueError, ShapeError
-from ..tensor import Tensor, cat, stack, where
+from ..sequence import Unrolled, attach
+from ..tensor import Tensor, apply, cat, stack, where
 from . import init
 from .cells import (KINDS, RecurrentModule, RNNCell, check_input, is_fused, mark_cut, register_cell_parameters,
                     rnn_mode)
@@ -50,28 +52,51 @@ def unroll(step, steps, state, reverse=False, masks=None, label="l0", default=Fa
     return outputs, state
 
 
+_SEQUENCES = {"LSTM": P.LSTMSequence, "GRU": P.GRUSequence, "RNN_TANH": P.RNNSequence, "RNN_RELU": P.RNNSequence}
+
+
 def _run_direction(kind, x, state, weights, reverse, masks, label, default):
     """One layer, one direction: x (T, B, I) -> outputs (T, B, H), final state tuple."""
     w_ih, w_hh, b_ih, b_hh = weights
     steps, batch = x.shape[:2]
     b_step = None if kind.folds_hidden_bias else b_hh
+    fused = is_fused()
     with scope(f"{label}/input"):
         # The input half of every gate for all steps in one matmul; for RNN/LSTM b_hh joins it.
         bias = b_ih + b_hh if kind.folds_hidden_bias and b_ih is not None else b_ih
         proj = linear(x.reshape(steps * batch, x.shape[2]), w_ih, bias).reshape(steps, batch, w_ih.shape[0])
-        if is_fused():  # each step reads its row of proj; the recurrent matmul a contiguous w_hh.T
+        if fused:  # the recurrent matmul on a contiguous w_hh.T (see ops.LSTMStep)
             w_hh_t = backend.get_array_module(w_hh._data).ascontiguousarray(w_hh._data.T)
-
-            def step(t, state):
-                return kind.fused_step(proj, state, w_hh, b_step, t, w_hh_t)
         else:
             x_steps, w_hh_t = unstack(proj), w_hh.T
-
-            def step(t, state):
-                return kind.step(x_steps[t], state, w_hh_t, b_step)
+    if fused and (masks is None or all(m is None for m in masks)):
+        return _run_sequence(kind, proj, state, w_hh, b_step, w_hh_t, reverse, label, default)
+    if fused:  # padded steps: each step a node, so that the masks can hold the state
+        def step(t, state):
+            return kind.fused_step(proj, state, w_hh, b_step, t, w_hh_t)
+    else:
+        def step(t, state):
+            return kind.step(x_steps[t], state, w_hh_t, b_step)
     outputs, final = unroll(step, steps, state, reverse, masks, label, default)
     with scope(f"{label}/output"):
         return stack(outputs), final
+
+
+def _run_sequence(kind, proj, state, w_hh, b_step, w_hh_t, reverse, label, default):
+    """The whole loop in one node (tinygrad_rnn.sequence), that graph readers see as its steps."""
+    steps = proj.shape[0]
+    cut = None if state[0].requires_grad else "zero" if default else "detached"
+    info = Unrolled(current_scope(), label, steps, cut)
+    lstm = kind.name == "LSTM"
+    extra = {"nonlinearity": kind.name[4:].lower()} if kind.name.startswith("RNN") else {}
+    bias = () if b_step is None else (b_step,)
+    states = apply(_SEQUENCES[kind.name], proj, *state, w_hh, *bias, w_hh_t=w_hh_t, reverse=reverse, **extra)
+    last = 0 if reverse else steps - 1
+    finals = (states[0, last], states[1, last]) if lstm else (states[last],)
+    with scope(f"{label}/output"):
+        output = apply(P.SequenceOutput, states, lstm=lstm)
+    attach(states, info, output, finals)
+    return output, finals
 
 
 def run_layers(kind, x, initial, weights, num_layers, bidirectional, p=0.0, training=False, masks=None):

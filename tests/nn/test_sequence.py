@@ -1,0 +1,159 @@
+"""A fused layer's loop in one node (tinygrad_rnn.sequence) against the same graph expanded into its
+steps (what autograd.walk does before a reader sees it): the same gradients bit for bit, for every
+cell, layer count, direction and initial state, with the step nodes' saved arrays being the rows of
+the sequence node's; and what expansion leaves behind (hooks, a second backward, in-place checks)."""
+import numpy as np
+import pytest
+
+import tinygrad_rnn as tg
+from tinygrad_rnn.nn import rnn as R
+
+T, B, I, H = 6, 3, 4, 5
+LAYERS = {"rnn_tanh": (R.RNN, {}), "rnn_relu": (R.RNN, {"nonlinearity": "relu"}), "lstm": (R.LSTM, {}),
+          "gru": (R.GRU, {})}
+SEQUENCE_OPS = {"rnn_tanh": "rnnsequence", "rnn_relu": "rnnsequence", "lstm": "lstmsequence", "gru": "grusequence"}
+
+
+def run(mode, dtype, num_layers, bidirectional, with_hx, expand_first, bias=True):
+    cls, extra = LAYERS[mode]
+    tg.manual_seed(0)
+    layer = cls(I, H, num_layers, bidirectional=bidirectional, bias=bias, **extra).to(dtype)
+    rng = np.random.default_rng(0)
+    x = tg.tensor(rng.standard_normal((T, B, I)).astype(dtype), requires_grad=True)
+    directions = 2 if bidirectional else 1
+    states = [tg.tensor(rng.standard_normal((directions * num_layers, B, H)).astype(dtype), requires_grad=True)
+              for _ in range(2 if mode == "lstm" else 1)] if with_hx else []
+    hx = None if not states else tuple(states) if mode == "lstm" else states[0]
+    out, final = layer(x, hx)
+    finals = final if mode == "lstm" else (final,)
+    weights = [tg.tensor(rng.standard_normal(t.shape).astype(dtype)) for t in (out, *finals)]
+    loss = sum(((t * w).sum() for t, w in zip((out, *finals), weights)), tg.tensor(np.zeros((), dtype)))
+    ops = {n.op for n in tg.autograd.walk(loss)} if expand_first else None
+    loss.backward()
+    grads = [x.grad.numpy()] + [s.grad.numpy() for s in states] + [p.grad.numpy() for p in layer.parameters()]
+    return [out.numpy()] + [f.numpy() for f in finals] + grads, ops
+
+
+@pytest.mark.parametrize("mode", sorted(LAYERS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (1, True), (2, True)])
+@pytest.mark.parametrize("with_hx", [False, True])
+def test_one_node_equals_its_steps_bit_for_bit(mode, dtype, num_layers, bidirectional, with_hx):
+    whole, _ = run(mode, dtype, num_layers, bidirectional, with_hx, expand_first=False)
+    steps, ops = run(mode, dtype, num_layers, bidirectional, with_hx, expand_first=True)
+    assert SEQUENCE_OPS[mode] not in ops and SEQUENCE_OPS[mode].replace("sequence", "step") in ops
+    for k, (a, b) in enumerate(zip(whole, steps)):
+        np.testing.assert_array_equal(a, b, err_msg=f"value {k}")
+
+
+@pytest.mark.parametrize("mode", sorted(LAYERS))
+def test_without_bias(mode):
+    whole, _ = run(mode, np.float64, 2, True, True, expand_first=False, bias=False)
+    steps, _ = run(mode, np.float64, 2, True, True, expand_first=True, bias=False)
+    for a, b in zip(whole, steps):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", sorted(LAYERS))
+def test_the_layer_is_one_node_until_read(mode):
+    cls, extra = LAYERS[mode]
+    out, _ = cls(I, H, **extra)(tg.randn(T, B, I))
+    assert [p.name for p in out.grad_fn.parents] == [SEQUENCE_OPS[mode]]
+    nodes = list(tg.autograd.walk(out))
+    step_op = SEQUENCE_OPS[mode].replace("sequence", "step")
+    assert sum(n.op == step_op for n in nodes) == T
+    assert list(tg.autograd.walk(out)) and sum(n.op == step_op for n in tg.autograd.walk(out)) == T  # once
+
+
+def test_hooks_on_expanded_steps_see_each_steps_gradient():
+    """A hook on step t's h (what the renderer's gradient norms use) gets dL/dh_t, as torch's
+    retain_grad on an LSTMCell loop does."""
+    torch = pytest.importorskip("torch")
+    tg.manual_seed(0)
+    lstm = R.LSTM(I, H).double()
+    x = np.random.default_rng(1).standard_normal((T, B, I))
+    out, _ = lstm(tg.tensor(x))
+    loss = (out * out).sum()
+    seen = {}
+    for node in tg.autograd.walk(loss):
+        if node.role == "h":
+            step = int(node.scope.rsplit("t", 1)[1])
+            node.fn.register_hook(lambda g, step=step: seen.__setitem__(step, g.copy()))
+    loss.backward()
+    cell = torch.nn.LSTMCell(I, H).double()
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).copy_(torch.tensor(getattr(lstm, f"{name}_l0").numpy()))
+    h = c = torch.zeros(B, H, dtype=torch.float64)
+    hs = []
+    for t in range(T):
+        h, c = cell(torch.tensor(x[t]), (h, c))
+        h.retain_grad()
+        hs.append(h)
+    sum((h * h).sum() for h in hs).backward()
+    assert sorted(seen) == list(range(T))
+    for t in range(T):
+        np.testing.assert_allclose(seen[t], hs[t].grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_expanded_after_backward_has_no_arrays_and_refuses_a_second_backward():
+    lstm = R.LSTM(I, H)
+    out, _ = lstm(tg.randn(T, B, I))
+    loss = out.sum()
+    loss.backward()
+    nodes = list(tg.autograd.walk(loss))
+    assert all(n.fn.saved is None for n in nodes if n.op == "lstmstep")
+    with pytest.raises(tg.GraphError, match="a second time"):
+        loss.backward()
+
+
+def test_expanded_steps_keep_the_in_place_check():
+    lstm = R.GRU(I, H)
+    out, _ = lstm(tg.randn(T, B, I))
+    loss = out.sum()
+    list(tg.autograd.walk(loss))
+    with tg.no_grad():
+        lstm.weight_hh_l0.add_(1.0)
+    with pytest.raises(tg.GraphError, match="modified by an in-place operation"):
+        loss.backward()
+
+
+def test_writing_into_the_output_is_allowed():
+    """The output is a copy of the saved states, as torch's is a fresh tensor: out += x is fine."""
+    lstm = R.LSTM(I, H)
+    x = tg.randn(T, B, H)
+    out, _ = lstm(tg.randn(T, B, I))
+    expected = out.numpy() + x.numpy()
+    out += x
+    out.sum().backward()
+    np.testing.assert_array_equal(out.numpy(), expected)
+    assert lstm.weight_hh_l0.grad is not None
+
+
+def _ops_without_expanding(tensor):
+    seen, stack, names = set(), [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen or not isinstance(node, tg.Function):
+            continue
+        seen.add(id(node))
+        names.add(node.name)
+        stack.extend(node.parents)
+    return names
+
+
+def test_padded_batches_run_step_by_step():
+    """lengths with padding need a node per step (the mask holds each state); full lengths do not."""
+    lstm = R.LSTM(I, H)
+    padded, _ = lstm(tg.randn(T, B, I), lengths=[T, 2, 4])
+    full, _ = lstm(tg.randn(T, B, I), lengths=[T] * B)
+    assert "lstmsequence" not in _ops_without_expanding(padded) and "lstmstep" in _ops_without_expanding(padded)
+    assert "lstmsequence" in _ops_without_expanding(full) and "lstmstep" not in _ops_without_expanding(full)
+
+
+def test_sequence_ops_refuse_bad_shapes_and_dtypes():
+    from tinygrad_rnn import sequence
+    with pytest.raises(tg.ShapeError, match=r"lstmsequence: expected proj \(T, B, 4H\)"):
+        sequence.LSTMSequence.apply(tg.randn(T, B, 12), tg.randn(B, H), tg.randn(B, H), tg.randn(4 * H, H))
+    with pytest.raises(tg.DTypeError, match="grusequence: dtypes differ"):
+        sequence.GRUSequence.apply(tg.randn(T, B, 3 * H, dtype=np.float64), tg.randn(B, H), tg.randn(3 * H, H))

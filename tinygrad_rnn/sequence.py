@@ -1,0 +1,355 @@
+"""A recurrent layer's whole loop over time in one node, for speed, that a renderer still sees step by step.
+
+A sequence layer (nn.LSTM, GRU, RNN) in fused mode runs one LSTMSequence / GRUSequence /
+RNNSequence node per layer and direction instead of a node (and its views) per time step: the
+loop is then plain numpy, as a hand-written BPTT is, with nothing per step for the engine to
+record, sort or visit. The arithmetic is ops.LSTMStep's (GRUStep's, RNNStep's), through the same
+functions in the same order, so the numbers are the same.
+
+The graph a reader sees is the per-step one. The layer tags the node with `Unrolled` (its scope,
+the scope serials the steps would have had, and the nodes that consume it), and `expand`, which
+autograd.walk calls before it reads a graph, rebuilds exactly what the fused per-step path would
+have recorded: a step node with its h (and c) views per step, the layer's output as their Stack,
+the final states as the last step's views. It rewires the consumers in place and gives every new
+node its row of the saved arrays, so hooks, gradient norms and a later backward run through the
+steps and give the same gradients. A node whose arrays backward already freed is expanded
+without them (its steps' `saved` is None, as after any backward).
+"""
+from __future__ import annotations
+
+import weakref
+
+from . import autograd
+from .autograd import Function, MatmulGrad, ScopeLabel, SparseGrad
+from .backend import get_array_module
+from .errors import DTypeError, ShapeError
+from .ops import (GetItem, GRUStep, LSTMStep, Reshape, RNNStep, Stack, gru_activate, gru_backward, lstm_activate_,
+                  lstm_backward, register, rnn_activate_, rnn_backward)
+
+
+def _check(op, proj, h, w_hh, gates):
+    if h.dtype != w_hh.dtype or proj.dtype != w_hh.dtype:
+        raise DTypeError(f"{op}: dtypes differ (proj {proj.dtype}, h {h.dtype}, w_hh {w_hh.dtype}); "
+                         "cast one with .to(dtype)")
+    hidden = h.shape[-1]
+    if proj.ndim != 3 or h.ndim != 2 or proj.shape[1:] != (h.shape[0], gates * hidden) or \
+            w_hh.shape != (gates * hidden, hidden):
+        raise ShapeError(f"{op}: expected proj (T, B, {gates}H), h (B, H), w_hh ({gates}H, H); got proj "
+                         f"{tuple(proj.shape)}, h {tuple(h.shape)}, w_hh {tuple(w_hh.shape)}")
+
+
+def _order(steps, reverse):
+    return range(steps - 1, -1, -1) if reverse else range(steps)
+
+
+def _previous(t, reverse):
+    return t + 1 if reverse else t - 1
+
+
+def _matmul_grad(lefts, rights):
+    """sum_k lefts[k]^T @ rights[k] as the engine's MatmulGrad, parts in the order the per-step
+    nodes' backward would have sent them (the same sum, in the same chunks)."""
+    grad = MatmulGrad(lefts[0], rights[0])
+    grad.left, grad.right = lefts, rights
+    return grad
+
+
+@register
+class LSTMSequence(Function):
+    """proj (T, B, 4H), h0, c0 (B, H), w_hh (4H, H) -> states (2, T, B, H): h_t and c_t of every
+    step (from t = T-1 down with reverse=True). The steps of ops.LSTMStep in one node."""
+
+    def forward(self, proj, h, c, w_hh, w_hh_t=None, reverse=False):
+        _check("lstmsequence", proj, h, w_hh, 4)
+        xp = get_array_module(proj)
+        steps, hidden = proj.shape[0], h.shape[-1]
+        w_t = w_hh.T if w_hh_t is None else w_hh_t
+        gates = xp.empty(proj.shape, dtype=proj.dtype)
+        states = xp.empty((2, steps) + h.shape, dtype=proj.dtype)
+        tanh_c = xp.empty((steps,) + h.shape, dtype=proj.dtype)
+        h_t, c_t = h, c
+        for t in _order(steps, reverse):
+            g = xp.matmul(h_t, w_t, out=gates[t])
+            g += proj[t]
+            lstm_activate_(g, c_t, states[0, t], states[1, t], tanh_c[t])
+            h_t, c_t = states[0, t], states[1, t]
+        self.reverse, self.hidden = reverse, hidden
+        self.save_for_backward(gates, tanh_c, states, h, c, w_hh)
+        return states
+
+    def backward(self, grad):
+        gates, tanh_c, states, h0, c0, w_hh = self.saved
+        xp = get_array_module(grad)
+        needs = self.needs_input_grad
+        d_pre_all = xp.empty_like(gates)
+        d_h = d_c = None
+        lefts, rights = [], []
+        steps = gates.shape[0]
+        for t in reversed(_order(steps, self.reverse)):
+            prev = _previous(t, self.reverse)
+            first = not 0 <= prev < steps
+            h_prev, c_prev = (h0, c0) if first else (states[0, prev], states[1, prev])
+            d_h_new = grad[0, t] if d_h is None else grad[0, t] + d_h
+            d_c_new = grad[1, t] if d_c is None else grad[1, t] + d_c
+            d_pre = d_pre_all[t]
+            d_c = lstm_backward(gates[t], c_prev, tanh_c[t], d_h_new, d_c_new, d_pre)
+            d_h = d_pre @ w_hh if not first or needs[1] else None
+            lefts.append(d_pre)
+            rights.append(h_prev)
+        return (d_pre_all if needs[0] else None, d_h if needs[1] else None, d_c if needs[2] else None,
+                _matmul_grad(lefts, rights) if needs[3] else None)
+
+
+@register
+class GRUSequence(Function):
+    """proj (T, B, 3H), h0 (B, H), w_hh (3H, H)[, b_hh (3H,)] -> states (T, B, H): h_t of every
+    step. The steps of ops.GRUStep in one node."""
+
+    def forward(self, proj, h, w_hh, b_hh=None, w_hh_t=None, reverse=False):
+        _check("grusequence", proj, h, w_hh, 3)
+        xp = get_array_module(proj)
+        steps, hidden = proj.shape[0], h.shape[-1]
+        w_t = w_hh.T if w_hh_t is None else w_hh_t
+        states = xp.empty((steps,) + h.shape, dtype=proj.dtype)
+        rz = xp.empty((steps, h.shape[0], 2 * hidden), dtype=proj.dtype)
+        n, h_n = xp.empty_like(states), xp.empty_like(states)
+        h_t = h
+        for t in _order(steps, reverse):
+            hp = h_t @ w_t
+            if b_hh is not None:
+                hp += b_hh
+            gru_activate(proj[t], h_t, hp, rz[t], n[t], states[t])
+            h_n[t] = hp[:, 2 * hidden:]
+            h_t = states[t]
+        self.reverse = reverse
+        self.save_for_backward(rz, n, h_n, states, h, w_hh)
+        return states
+
+    def backward(self, grad):
+        rz, n, h_n, states, h0, w_hh = self.saved
+        xp = get_array_module(grad)
+        needs = self.needs_input_grad
+        steps, hidden = states.shape[0], states.shape[-1]
+        d_x_all = xp.empty(states.shape[:2] + (3 * hidden,), dtype=grad.dtype)
+        d_h = None
+        lefts, rights = [], []
+        for t in reversed(_order(steps, self.reverse)):
+            prev = _previous(t, self.reverse)
+            first = not 0 <= prev < steps
+            h_prev = h0 if first else states[prev]
+            d_out = grad[t] if d_h is None else grad[t] + d_h
+            d_pre = xp.empty_like(d_x_all[t])
+            gru_backward(d_out, rz[t], n[t], h_n[t], h_prev, d_pre)
+            d_x_all[t] = d_pre
+            d_pre[:, 2 * hidden:] *= rz[t, :, :hidden]
+            d_h = None
+            if not first or needs[1]:
+                d_h = d_pre @ w_hh
+                d_h += d_out * rz[t, :, hidden:]
+            lefts.append(d_pre)
+            rights.append(h_prev)
+        d_b = None
+        if len(needs) == 4 and needs[3]:  # summed in the order the engine sums the steps' parts
+            for part in lefts:
+                d_b = part.sum(0) if d_b is None else d_b + part.sum(0)
+        return (d_x_all if needs[0] else None, d_h if needs[1] else None,
+                _matmul_grad(lefts, rights) if needs[2] else None, d_b)
+
+
+@register
+class RNNSequence(Function):
+    """proj (T, B, H), h0 (B, H), w_hh (H, H) -> states (T, B, H): h_t = tanh or relu(proj[t] +
+    h_{t-1} W_hh^T) of every step. The steps of ops.RNNStep in one node."""
+
+    def forward(self, proj, h, w_hh, nonlinearity="tanh", w_hh_t=None, reverse=False):
+        _check("rnnsequence", proj, h, w_hh, 1)
+        xp = get_array_module(proj)
+        steps = proj.shape[0]
+        w_t = w_hh.T if w_hh_t is None else w_hh_t
+        states = xp.empty((steps,) + h.shape, dtype=proj.dtype)
+        h_t = h
+        for t in _order(steps, reverse):
+            pre = xp.matmul(h_t, w_t, out=states[t])
+            pre += proj[t]
+            h_t = rnn_activate_(pre, nonlinearity)
+        self.reverse, self.nonlinearity = reverse, nonlinearity
+        self.save_for_backward(states, h, w_hh)
+        return states
+
+    def backward(self, grad):
+        states, h0, w_hh = self.saved
+        xp = get_array_module(grad)
+        needs = self.needs_input_grad
+        steps = states.shape[0]
+        d_pre_all = xp.empty_like(states)
+        d_h = None
+        lefts, rights = [], []
+        for t in reversed(_order(steps, self.reverse)):
+            prev = _previous(t, self.reverse)
+            first = not 0 <= prev < steps
+            d_pre_all[t] = rnn_backward(grad[t] if d_h is None else grad[t] + d_h, states[t], self.nonlinearity)
+            d_h = d_pre_all[t] @ w_hh if not first or needs[1] else None
+            lefts.append(d_pre_all[t])
+            rights.append(h0 if first else states[prev])
+        return (d_pre_all if needs[0] else None, d_h if needs[1] else None,
+                _matmul_grad(lefts, rights) if needs[2] else None)
+
+
+@register
+class SequenceOutput(Function):
+    """states -> the layer's output (T, B, H), a copy (a caller may write into it; the states are
+    saved for backward): states[0] of an LSTM's (2, T, B, H), all of a GRU's or RNN's (T, B, H)."""
+
+    def forward(self, states, lstm=False):
+        self.in_shape, self.lstm = states.shape, lstm
+        return (states[0] if lstm else states).copy()
+
+    def backward(self, g):
+        return SparseGrad((0,), g, self.in_shape, False) if self.lstm else g
+
+
+# ---- what a reader of the graph sees: the steps -------------------------------------------
+
+class Unrolled:
+    """What expand needs besides the node: the scope the layer ran in, its lane label ("l0"), the
+    scope serial of each step in the order they ran, the cut on the first step's h (None, "zero",
+    "detached"), and weak references to the consumers to rewire (the output, the final h and c)."""
+
+    __slots__ = ("base", "label", "serials", "cut", "output", "finals")
+
+    def __init__(self, base, label, steps, cut):
+        self.base, self.label, self.cut = base, label, cut
+        self.serials = autograd.reserve_serials(steps)
+        self.output, self.finals = None, ()
+
+
+def attach(states, info, output, finals):
+    """Tag the sequence node that made `states` for expansion (a no-op when no graph was recorded)."""
+    node = states._ctx
+    if node is not None:
+        info.output = weakref.ref(output._ctx)
+        info.finals = tuple(weakref.ref(f._ctx) for f in finals)
+        node.unrolled = info
+
+
+def expand_all(roots):
+    """Expand every tagged sequence node reachable from `roots` (nodes or leaves)."""
+    found, seen, stack = [], set(), [r for r in roots if isinstance(r, Function)]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if getattr(node, "unrolled", None) is not None:
+            found.append(node)
+        stack.extend(p for p in node.parents if isinstance(p, Function) and id(p) not in seen)
+    for node in found:
+        expand(node)
+
+
+def _scope(info, t, serial):
+    base = info.base
+    label = ScopeLabel(f"{info.label}/t{t}" if base is None else f"{base}/{info.label}/t{t}")
+    label.parts = (base.parts if base is not None else ()) + ((info.label, serial), (f"t{t}", serial))
+    return label
+
+
+def _recorded(node, op, parents, scope, shape, dtype, saved, role=None, **attrs):
+    """Make `node` (new, or a consumer rewired in place) what `apply` would have recorded for op."""
+    node = op.__new__(op) if node is None else node
+    node.__class__ = op
+    node.parents, node.scope, node.shape, node.dtype, node.saved = parents, scope, shape, dtype, saved
+    node.saved_versions = ()
+    node.role = role
+    for name, value in attrs.items():
+        setattr(node, name, value)
+    return node
+
+
+def _view(node, op, parent, scope, shape, dtype, role, index=None):
+    """The h or c view a fused step hands on: GetItem (0,)/(1,) of an LSTM step, Reshape of a GRU/RNN's."""
+    if op is GetItem:
+        return _recorded(node, GetItem, (parent,), scope, shape, dtype, (index,), role,
+                         in_shape=parent.shape, advanced=False, basic=index)
+    return _recorded(node, Reshape, (parent,), scope, shape, dtype, (), role, in_shape=shape)
+
+
+def _versions(seq, holders):
+    """The sequence node's in-place records for the step's saved arrays: holders maps an input
+    index of the sequence node (or -1, its output) to the position in the step's saved tuple."""
+    return tuple((counter, version, index, holders[index]) for counter, version, index, _ in seq.saved_versions
+                 if index in holders)
+
+
+def expand(seq):
+    """Rewrite the graph around a tagged sequence node into the fused per-step graph (module doc)."""
+    info, seq.unrolled = seq.unrolled, None
+    lstm = isinstance(seq, LSTMSequence)
+    steps = seq.shape[1] if lstm else seq.shape[0]
+    state_shape = seq.shape[-2:]
+    saved = seq.saved
+    reverse = seq.reverse
+    order = list(_order(steps, reverse))
+    last = order[-1]
+    finals = [ref() for ref in info.finals]
+    h0 = seq.parents[1]
+    views = {}  # t -> (h view, c view or None)
+    previous = (h0, seq.parents[2]) if lstm else (h0,)
+    for k, t in enumerate(order):
+        scope = _scope(info, t, info.serials[k])
+        step = _step_node(seq, t, k == 0, previous, scope, saved)
+        reuse = finals if t == last else [None] * len(previous)
+        if lstm:
+            state = (_view(reuse[0], GetItem, step, scope, state_shape, seq.dtype, "h", (0,)),
+                     _view(reuse[1], GetItem, step, scope, state_shape, seq.dtype, "c", (1,)))
+        else:
+            state = (_view(reuse[0], Reshape, step, scope, state_shape, seq.dtype, "h"),)
+        if k == 0 and info.cut is not None:
+            state[0].cut = info.cut
+        views[t], previous = state, state
+    output = info.output()
+    if output is not None:
+        _recorded(output, Stack, tuple(views[t][0] for t in range(steps)), output.scope, output.shape,
+                  output.dtype, (), None, axis=0)
+
+
+def _step_node(seq, t, first, previous, scope, saved):
+    """The fused step node of step t, its saved arrays its row of the sequence node's."""
+    inputs = seq.parents  # (proj, h0[, c0], w_hh[, b_hh])
+    state_shape = seq.shape[-2:]
+    dtype = seq.dtype
+    prev = _previous(t, seq.reverse)
+    if isinstance(seq, LSTMSequence):
+        proj, _, _, w = inputs
+        parents = (proj, previous[0], previous[1], w)
+        keep = None
+        if saved is not None:
+            gates, tanh_c, states, h0, c0, w_hh = saved
+            h_prev, c_prev = (h0, c0) if first else (states[0, prev], states[1, prev])
+            keep = (gates[t], c_prev, tanh_c[t], h_prev if w is not None else None,
+                    w_hh if previous[0] is not None else None)
+        node = _recorded(None, LSTMStep, parents, scope, (2,) + state_shape, dtype, keep,
+                         step=t, x_shape=(seq.shape[1],) + state_shape[:1] + (4 * state_shape[1],))
+        node.saved_versions = _versions(seq, {3: 4, 1: 3, 2: 1} if first else {3: 4, -1: 3})
+        return node
+    if isinstance(seq, GRUSequence):
+        proj, _, w = inputs[:3]
+        parents = (proj, previous[0], w) + inputs[3:]
+        keep = None
+        if saved is not None:
+            rz, n, h_n, states, h0, w_hh = saved
+            keep = (rz[t], n[t], h_n[t], h0 if first else states[prev], w_hh if previous[0] is not None else None)
+        node = _recorded(None, GRUStep, parents, scope, state_shape, dtype, keep,
+                         step=t, x_shape=(seq.shape[0],) + state_shape[:1] + (3 * state_shape[1],))
+        node.saved_versions = _versions(seq, {2: 4, 1: 3} if first else {2: 4, -1: 3})
+        return node
+    proj, _, w = inputs
+    keep = None
+    if saved is not None:
+        states, h0, w_hh = saved
+        keep = (states[t], (h0 if first else states[prev]) if w is not None else None,
+                w_hh if previous[0] is not None else None)
+    node = _recorded(None, RNNStep, (proj, previous[0], w), scope, state_shape, dtype, keep,
+                     step=t, x_shape=(seq.shape[0],) + state_shape, nonlinearity=seq.nonlinearity)
+    node.saved_versions = _versions(seq, {2: 2, 1: 1, -1: 0} if first else {2: 2, -1: 0})
+    return node
