@@ -617,6 +617,34 @@ class MatMul(Function):
         return ga, gb
 
 
+@register
+class Linear(Function):
+    """x (*, I) @ w (O, I)^T [+ b (O,)]: torch's addmm. One node, and the bias added in place into the
+    matmul's result: a separate add would allocate (and on first touch fault in) a second output."""
+
+    def forward(self, x, w, b=None):
+        if x.ndim < 1 or w.ndim != 2 or x.shape[-1] != w.shape[1]:
+            raise ShapeError(f"linear: input {tuple(x.shape)} has {x.shape[-1:] or 'no'} features, the weight "
+                             f"{tuple(w.shape)} expects {w.shape[1:]}")
+        if x.dtype != w.dtype or (b is not None and b.dtype != w.dtype):
+            raise DTypeError(f"linear: dtypes differ (input {x.dtype}, weight {w.dtype}"
+                             f"{'' if b is None else f', bias {b.dtype}'}); cast one with .to(dtype)")
+        grad_x, grad_w = self.parents[:2]
+        self.save_for_backward(x if grad_w is not None else None, w if grad_x is not None else None)
+        out = x @ w.T
+        if b is not None:
+            out += b
+        return out
+
+    def backward(self, g):
+        x, w = self.saved
+        needs = self.needs_input_grad
+        rows = g.reshape(-1, g.shape[-1])
+        d_w = rows.T @ x.reshape(-1, x.shape[-1]) if needs[1] else None
+        d_b = rows.sum(0) if len(needs) == 3 and needs[2] else None
+        return (g @ w if needs[0] else None), d_w, d_b
+
+
 # ---- fused recurrent cell steps ----------------------------------------------------------
 # One node per time step instead of a dozen: the recurrent matmul, the pointwise gate math in
 # whole-array passes, and a hand-derived backward that keeps only what it needs. Each takes the
