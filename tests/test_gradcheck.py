@@ -134,20 +134,21 @@ ROWS = [
     row({"rnnstep"}, lambda x, h, w: ops.RNNStep.apply(x, h, w, step=0, w_hh_t=_transposed(w)) * ramp(x, 2, 3),
         [(4, 2, 3), (2, 3), (3, 3)], id="rnnstep-row-of-sequence"),
     # a layer's whole loop in one node (tinygrad_rnn.sequence), forward and reverse in time
-    row({"lstmsequence"}, lambda x, h, c, w: sequence.LSTMSequence.apply(x, h, c, w) * ramp(x, 2, 3, 2, 2),
+    row({"lstmsequence"}, lambda x, h, c, w: sequence.LSTMSequence.apply(x, h, c, w) * ramp(x, 2, 4, 2, 2),
         [(3, 2, 8), (2, 2), (2, 2), (8, 2)], id="lstmsequence"),
     row({"lstmsequence", "sequenceoutput"}, lambda x, h, c, w: sequence.SequenceOutput.apply(
-        sequence.LSTMSequence.apply(x, h, c, w, w_hh_t=_transposed(w), reverse=True), lstm=True) * ramp(x, 3, 2, 2),
+        sequence.LSTMSequence.apply(x, h, c, w, w_hh_t=_transposed(w), reverse=True), lstm=True, start=0) *
+        ramp(x, 3, 2, 2),
         [(3, 2, 8), (2, 2), (2, 2), (8, 2)], id="lstmsequence-reverse-output"),
-    row({"grusequence"}, lambda x, h, w, b: sequence.GRUSequence.apply(x, h, w, b) * ramp(x, 3, 2, 2),
+    row({"grusequence"}, lambda x, h, w, b: sequence.GRUSequence.apply(x, h, w, b) * ramp(x, 4, 2, 2),
         [(3, 2, 6), (2, 2), (6, 2), (6,)], id="grusequence"),
     row({"grusequence", "sequenceoutput"}, lambda x, h, w: sequence.SequenceOutput.apply(
-        sequence.GRUSequence.apply(x, h, w, reverse=True)) * ramp(x, 3, 2, 2),
+        sequence.GRUSequence.apply(x, h, w, reverse=True), start=0) * ramp(x, 3, 2, 2),
         [(3, 2, 6), (2, 2), (6, 2)], id="grusequence-reverse-no-bias"),
-    row({"rnnsequence"}, lambda x, h, w: sequence.RNNSequence.apply(x, h, w) * ramp(x, 3, 2, 2),
+    row({"rnnsequence"}, lambda x, h, w: sequence.RNNSequence.apply(x, h, w) * ramp(x, 4, 2, 2),
         [(3, 2, 2), (2, 2), (2, 2)], id="rnnsequence-tanh"),
     row({"rnnsequence"}, lambda x, h, w: sequence.RNNSequence.apply(x, h, w, nonlinearity="relu", reverse=True) *
-        ramp(x, 3, 2, 2), [(3, 2, 2), (2, 2), (2, 2)], id="rnnsequence-relu-reverse"),
+        ramp(x, 4, 2, 2), [(3, 2, 2), (2, 2), (2, 2)], id="rnnsequence-relu-reverse"),
     row(set(), lambda x, h, c, w_ih, w_hh, b: _product(tg.nn.lstm_cell(x, (h, c), w_ih, w_hh, b, b)),
         [(2, 3), (2, 2), (2, 2), (8, 3), (8, 2), (8,)], id="lstm_cell-fused"),
     row({"clone"}, lambda a: a.clone() * ramp(a, 3, 4), [(3, 4)], id="clone"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import weakref
 
 from . import autograd
-from .autograd import Function, MatmulGrad, ScopeLabel, SparseGrad
+from .autograd import Function, ScopeLabel, SparseGrad
 from .backend import get_array_module
 from .errors import DTypeError, ShapeError
 from .ops import (GetItem, GRUStep, LSTMStep, Reshape, RNNStep, Stack, gru_activate, gru_backward, lstm_activate_,
@@ -32,9 +32,9 @@ def _check(op, proj, h, w_hh, gates):
         raise DTypeError(f"{op}: dtypes differ (proj {proj.dtype}, h {h.dtype}, w_hh {w_hh.dtype}); "
                          "cast one with .to(dtype)")
     hidden = h.shape[-1]
-    if proj.ndim != 3 or h.ndim != 2 or proj.shape[1:] != (h.shape[0], gates * hidden) or \
+    if proj.ndim != 3 or not proj.shape[0] or h.ndim != 2 or proj.shape[1:] != (h.shape[0], gates * hidden) or \
             w_hh.shape != (gates * hidden, hidden):
-        raise ShapeError(f"{op}: expected proj (T, B, {gates}H), h (B, H), w_hh ({gates}H, H); got proj "
+        raise ShapeError(f"{op}: expected proj (T, B, {gates}H) with T >= 1, h (B, H), w_hh ({gates}H, H); got proj "
                          f"{tuple(proj.shape)}, h {tuple(h.shape)}, w_hh {tuple(w_hh.shape)}")
 
 
@@ -42,170 +42,172 @@ def _order(steps, reverse):
     return range(steps - 1, -1, -1) if reverse else range(steps)
 
 
-def _previous(t, reverse):
-    return t + 1 if reverse else t - 1
+# The states live in one (T+1)-row buffer with the initial state in the extra row (row 0, or row T
+# when running in reverse), so that the h_{t-1} of all steps are one contiguous (T, B, H) block and
+# the recurrent weight's gradient is one matmul over all steps, with no copies: step t writes row
+# t + shift and reads row t + 1 - shift.
+
+def _shift(reverse):
+    return 0 if reverse else 1
 
 
-def _matmul_grad(lefts, rights):
-    """sum_k lefts[k]^T @ rights[k] as the engine's MatmulGrad, parts in the order the per-step
-    nodes' backward would have sent them (the same sum, in the same chunks)."""
-    grad = MatmulGrad(lefts[0], rights[0])
-    grad.left, grad.right = lefts, rights
-    return grad
+def _initial_row(steps, reverse):
+    return steps if reverse else 0
+
+
+def _rows(ext, steps, reverse, start):
+    """The T rows of ext (along its axis -3) from `start` (shift: the states; 1 - shift: the
+    states each step read)."""
+    return ext[..., start:start + steps, :, :]
+
+
+def _weight_grad(d_pre_all, h_prev_all):
+    """sum over t of d_pre[t]^T @ h_prev[t], (G*H, H): one matmul over all T*B rows."""
+    return d_pre_all.reshape(-1, d_pre_all.shape[-1]).T @ h_prev_all.reshape(-1, h_prev_all.shape[-1])
 
 
 @register
 class LSTMSequence(Function):
-    """proj (T, B, 4H), h0, c0 (B, H), w_hh (4H, H) -> states (2, T, B, H): h_t and c_t of every
-    step (from t = T-1 down with reverse=True). The steps of ops.LSTMStep in one node."""
+    """proj (T, B, 4H), h0, c0 (B, H), w_hh (4H, H) -> states (2, T+1, B, H): h and c, the initial
+    state in row 0 and step t's in row t+1 (with reverse=True, run from t = T-1 down: step t's in
+    row t, the initial state in row T). The steps of ops.LSTMStep in one node."""
 
     def forward(self, proj, h, c, w_hh, w_hh_t=None, reverse=False):
         _check("lstmsequence", proj, h, w_hh, 4)
         xp = get_array_module(proj)
-        steps, hidden = proj.shape[0], h.shape[-1]
+        steps, shift = proj.shape[0], _shift(reverse)
         w_t = w_hh.T if w_hh_t is None else w_hh_t
         gates = xp.empty(proj.shape, dtype=proj.dtype)
-        states = xp.empty((2, steps) + h.shape, dtype=proj.dtype)
+        ext = xp.empty((2, steps + 1) + h.shape, dtype=proj.dtype)
+        ext[0, _initial_row(steps, reverse)], ext[1, _initial_row(steps, reverse)] = h, c
         tanh_c = xp.empty((steps,) + h.shape, dtype=proj.dtype)
-        h_t, c_t = h, c
         for t in _order(steps, reverse):
-            g = xp.matmul(h_t, w_t, out=gates[t])
+            read, write = t + 1 - shift, t + shift
+            g = xp.matmul(ext[0, read], w_t, out=gates[t])
             g += proj[t]
-            lstm_activate_(g, c_t, states[0, t], states[1, t], tanh_c[t])
-            h_t, c_t = states[0, t], states[1, t]
-        self.reverse, self.hidden = reverse, hidden
-        self.save_for_backward(gates, tanh_c, states, h, c, w_hh)
-        return states
+            lstm_activate_(g, ext[1, read], ext[0, write], ext[1, write], tanh_c[t])
+        self.reverse = reverse
+        self.save_for_backward(gates, tanh_c, ext, h, c, w_hh)  # h, c: for the in-place check
+        return ext
 
     def backward(self, grad):
-        gates, tanh_c, states, h0, c0, w_hh = self.saved
+        gates, tanh_c, ext, _, _, w_hh = self.saved
         xp = get_array_module(grad)
         needs = self.needs_input_grad
+        steps, shift = gates.shape[0], _shift(self.reverse)
         d_pre_all = xp.empty_like(gates)
         d_h = d_c = None
-        lefts, rights = [], []
-        steps = gates.shape[0]
         for t in reversed(_order(steps, self.reverse)):
-            prev = _previous(t, self.reverse)
-            first = not 0 <= prev < steps
-            h_prev, c_prev = (h0, c0) if first else (states[0, prev], states[1, prev])
-            d_h_new = grad[0, t] if d_h is None else grad[0, t] + d_h
-            d_c_new = grad[1, t] if d_c is None else grad[1, t] + d_c
+            read = t + 1 - shift
+            d_h_new = grad[0, t + shift] if d_h is None else grad[0, t + shift] + d_h
+            d_c_new = grad[1, t + shift] if d_c is None else grad[1, t + shift] + d_c
             d_pre = d_pre_all[t]
-            d_c = lstm_backward(gates[t], c_prev, tanh_c[t], d_h_new, d_c_new, d_pre)
-            d_h = d_pre @ w_hh if not first or needs[1] else None
-            lefts.append(d_pre)
-            rights.append(h_prev)
-        return (d_pre_all if needs[0] else None, d_h if needs[1] else None, d_c if needs[2] else None,
-                _matmul_grad(lefts, rights) if needs[3] else None)
+            d_c = lstm_backward(gates[t], ext[1, read], tanh_c[t], d_h_new, d_c_new, d_pre)
+            d_h = d_pre @ w_hh if read != _initial_row(steps, self.reverse) or needs[1] else None
+        d_w = _weight_grad(d_pre_all, _rows(ext[0], steps, self.reverse, 1 - shift)) if needs[3] else None
+        first = _initial_row(steps, self.reverse)  # the initial state's own row: a copy of h0, c0
+        return (d_pre_all if needs[0] else None, d_h + grad[0, first] if needs[1] else None,
+                d_c + grad[1, first] if needs[2] else None, d_w)
 
 
 @register
 class GRUSequence(Function):
-    """proj (T, B, 3H), h0 (B, H), w_hh (3H, H)[, b_hh (3H,)] -> states (T, B, H): h_t of every
-    step. The steps of ops.GRUStep in one node."""
+    """proj (T, B, 3H), h0 (B, H), w_hh (3H, H)[, b_hh (3H,)] -> states (T+1, B, H), rows as
+    LSTMSequence's. The steps of ops.GRUStep in one node."""
 
     def forward(self, proj, h, w_hh, b_hh=None, w_hh_t=None, reverse=False):
         _check("grusequence", proj, h, w_hh, 3)
         xp = get_array_module(proj)
-        steps, hidden = proj.shape[0], h.shape[-1]
+        (steps, batch), hidden, shift = proj.shape[:2], h.shape[-1], _shift(reverse)
         w_t = w_hh.T if w_hh_t is None else w_hh_t
-        states = xp.empty((steps,) + h.shape, dtype=proj.dtype)
-        rz = xp.empty((steps, h.shape[0], 2 * hidden), dtype=proj.dtype)
-        n, h_n = xp.empty_like(states), xp.empty_like(states)
-        h_t = h
+        ext = xp.empty((steps + 1,) + h.shape, dtype=proj.dtype)
+        ext[_initial_row(steps, reverse)] = h
+        rz = xp.empty((steps, batch, 2 * hidden), dtype=proj.dtype)
+        n, h_n = xp.empty((steps,) + h.shape, dtype=proj.dtype), xp.empty((steps,) + h.shape, dtype=proj.dtype)
         for t in _order(steps, reverse):
+            h_t = ext[t + 1 - shift]
             hp = h_t @ w_t
             if b_hh is not None:
                 hp += b_hh
-            gru_activate(proj[t], h_t, hp, rz[t], n[t], states[t])
+            gru_activate(proj[t], h_t, hp, rz[t], n[t], ext[t + shift])
             h_n[t] = hp[:, 2 * hidden:]
-            h_t = states[t]
         self.reverse = reverse
-        self.save_for_backward(rz, n, h_n, states, h, w_hh)
-        return states
+        self.save_for_backward(rz, n, h_n, ext, h, w_hh)
+        return ext
 
     def backward(self, grad):
-        rz, n, h_n, states, h0, w_hh = self.saved
+        rz, n, h_n, ext, _, w_hh = self.saved
         xp = get_array_module(grad)
         needs = self.needs_input_grad
-        steps, hidden = states.shape[0], states.shape[-1]
-        d_x_all = xp.empty(states.shape[:2] + (3 * hidden,), dtype=grad.dtype)
+        steps, hidden, shift = n.shape[0], n.shape[-1], _shift(self.reverse)
+        d_x_all = xp.empty(n.shape[:2] + (3 * hidden,), dtype=grad.dtype)
+        d_hp_all = xp.empty_like(d_x_all)  # the hidden side: d_n times r
         d_h = None
-        lefts, rights = [], []
         for t in reversed(_order(steps, self.reverse)):
-            prev = _previous(t, self.reverse)
-            first = not 0 <= prev < steps
-            h_prev = h0 if first else states[prev]
-            d_out = grad[t] if d_h is None else grad[t] + d_h
-            d_pre = xp.empty_like(d_x_all[t])
-            gru_backward(d_out, rz[t], n[t], h_n[t], h_prev, d_pre)
+            read = t + 1 - shift
+            d_out = grad[t + shift] if d_h is None else grad[t + shift] + d_h
+            d_pre = d_hp_all[t]
+            gru_backward(d_out, rz[t], n[t], h_n[t], ext[read], d_pre)
             d_x_all[t] = d_pre
             d_pre[:, 2 * hidden:] *= rz[t, :, :hidden]
             d_h = None
-            if not first or needs[1]:
+            if read != _initial_row(steps, self.reverse) or needs[1]:
                 d_h = d_pre @ w_hh
                 d_h += d_out * rz[t, :, hidden:]
-            lefts.append(d_pre)
-            rights.append(h_prev)
-        d_b = None
-        if len(needs) == 4 and needs[3]:  # summed in the order the engine sums the steps' parts
-            for part in lefts:
-                d_b = part.sum(0) if d_b is None else d_b + part.sum(0)
-        return (d_x_all if needs[0] else None, d_h if needs[1] else None,
-                _matmul_grad(lefts, rights) if needs[2] else None, d_b)
+        d_w = _weight_grad(d_hp_all, _rows(ext, steps, self.reverse, 1 - shift)) if needs[2] else None
+        d_b = d_hp_all.reshape(-1, 3 * hidden).sum(0) if len(needs) == 4 and needs[3] else None
+        d_h0 = d_h + grad[_initial_row(steps, self.reverse)] if needs[1] else None
+        return d_x_all if needs[0] else None, d_h0, d_w, d_b
 
 
 @register
 class RNNSequence(Function):
-    """proj (T, B, H), h0 (B, H), w_hh (H, H) -> states (T, B, H): h_t = tanh or relu(proj[t] +
-    h_{t-1} W_hh^T) of every step. The steps of ops.RNNStep in one node."""
+    """proj (T, B, H), h0 (B, H), w_hh (H, H) -> states (T+1, B, H) (rows as LSTMSequence's) of
+    h_t = tanh or relu(proj[t] + h_{t-1} W_hh^T). The steps of ops.RNNStep in one node."""
 
     def forward(self, proj, h, w_hh, nonlinearity="tanh", w_hh_t=None, reverse=False):
         _check("rnnsequence", proj, h, w_hh, 1)
         xp = get_array_module(proj)
-        steps = proj.shape[0]
+        steps, shift = proj.shape[0], _shift(reverse)
         w_t = w_hh.T if w_hh_t is None else w_hh_t
-        states = xp.empty((steps,) + h.shape, dtype=proj.dtype)
-        h_t = h
+        ext = xp.empty((steps + 1,) + h.shape, dtype=proj.dtype)
+        ext[_initial_row(steps, reverse)] = h
         for t in _order(steps, reverse):
-            pre = xp.matmul(h_t, w_t, out=states[t])
+            pre = xp.matmul(ext[t + 1 - shift], w_t, out=ext[t + shift])
             pre += proj[t]
-            h_t = rnn_activate_(pre, nonlinearity)
+            rnn_activate_(pre, nonlinearity)
         self.reverse, self.nonlinearity = reverse, nonlinearity
-        self.save_for_backward(states, h, w_hh)
-        return states
+        self.save_for_backward(ext, h, w_hh)
+        return ext
 
     def backward(self, grad):
-        states, h0, w_hh = self.saved
+        ext, _, w_hh = self.saved
         xp = get_array_module(grad)
         needs = self.needs_input_grad
-        steps = states.shape[0]
-        d_pre_all = xp.empty_like(states)
+        steps, shift = ext.shape[0] - 1, _shift(self.reverse)
+        d_pre_all = xp.empty((steps,) + grad.shape[1:], dtype=grad.dtype)
         d_h = None
-        lefts, rights = [], []
         for t in reversed(_order(steps, self.reverse)):
-            prev = _previous(t, self.reverse)
-            first = not 0 <= prev < steps
-            d_pre_all[t] = rnn_backward(grad[t] if d_h is None else grad[t] + d_h, states[t], self.nonlinearity)
-            d_h = d_pre_all[t] @ w_hh if not first or needs[1] else None
-            lefts.append(d_pre_all[t])
-            rights.append(h0 if first else states[prev])
-        return (d_pre_all if needs[0] else None, d_h if needs[1] else None,
-                _matmul_grad(lefts, rights) if needs[2] else None)
+            read = t + 1 - shift
+            d_out = grad[t + shift] if d_h is None else grad[t + shift] + d_h
+            d_pre_all[t] = rnn_backward(d_out, ext[t + shift], self.nonlinearity)
+            d_h = d_pre_all[t] @ w_hh if read != _initial_row(steps, self.reverse) or needs[1] else None
+        d_w = _weight_grad(d_pre_all, _rows(ext, steps, self.reverse, 1 - shift)) if needs[2] else None
+        d_h0 = d_h + grad[_initial_row(steps, self.reverse)] if needs[1] else None
+        return d_pre_all if needs[0] else None, d_h0, d_w
 
 
 @register
 class SequenceOutput(Function):
-    """states -> the layer's output (T, B, H), a copy (a caller may write into it; the states are
-    saved for backward): states[0] of an LSTM's (2, T, B, H), all of a GRU's or RNN's (T, B, H)."""
+    """states (rows as LSTMSequence's) -> the layer's output (T, B, H), rows start..start+T-1 of the h's
+    (start 1, or 0 in reverse), a copy: a caller may write into it, and the states are saved for backward."""
 
-    def forward(self, states, lstm=False):
-        self.in_shape, self.lstm = states.shape, lstm
-        return (states[0] if lstm else states).copy()
+    def forward(self, states, lstm=False, start=1):
+        self.in_shape, self.index = states.shape, ((0,) if lstm else ()) + (slice(start, start + states.shape[-3] - 1),)
+        return states[self.index].copy()
 
     def backward(self, g):
-        return SparseGrad((0,), g, self.in_shape, False) if self.lstm else g
+        return SparseGrad(self.index, g, self.in_shape, False)
 
 
 # ---- what a reader of the graph sees: the steps -------------------------------------------
@@ -285,7 +287,7 @@ def expand(seq):
     """Rewrite the graph around a tagged sequence node into the fused per-step graph (module doc)."""
     info, seq.unrolled = seq.unrolled, None
     lstm = isinstance(seq, LSTMSequence)
-    steps = seq.shape[1] if lstm else seq.shape[0]
+    steps = seq.shape[-3] - 1
     state_shape = seq.shape[-2:]
     saved = seq.saved
     reverse = seq.reverse
@@ -314,42 +316,39 @@ def expand(seq):
 
 
 def _step_node(seq, t, first, previous, scope, saved):
-    """The fused step node of step t, its saved arrays its row of the sequence node's."""
+    """The fused step node of step t, its saved arrays its rows of the sequence node's."""
     inputs = seq.parents  # (proj, h0[, c0], w_hh[, b_hh])
     state_shape = seq.shape[-2:]
+    steps = seq.shape[-3] - 1
     dtype = seq.dtype
-    prev = _previous(t, seq.reverse)
+    read, write = t + 1 - _shift(seq.reverse), t + _shift(seq.reverse)
     if isinstance(seq, LSTMSequence):
         proj, _, _, w = inputs
-        parents = (proj, previous[0], previous[1], w)
         keep = None
         if saved is not None:
-            gates, tanh_c, states, h0, c0, w_hh = saved
-            h_prev, c_prev = (h0, c0) if first else (states[0, prev], states[1, prev])
-            keep = (gates[t], c_prev, tanh_c[t], h_prev if w is not None else None,
+            gates, tanh_c, ext, _, _, w_hh = saved
+            keep = (gates[t], ext[1, read], tanh_c[t], ext[0, read] if w is not None else None,
                     w_hh if previous[0] is not None else None)
-        node = _recorded(None, LSTMStep, parents, scope, (2,) + state_shape, dtype, keep,
-                         step=t, x_shape=(seq.shape[1],) + state_shape[:1] + (4 * state_shape[1],))
-        node.saved_versions = _versions(seq, {3: 4, 1: 3, 2: 1} if first else {3: 4, -1: 3})
+        node = _recorded(None, LSTMStep, (proj, previous[0], previous[1], w), scope, (2,) + state_shape, dtype,
+                         keep, step=t, x_shape=(steps,) + state_shape[:1] + (4 * state_shape[1],))
+        node.saved_versions = _versions(seq, {3: 4, 1: 3, 2: 1} if first else {3: 4})
         return node
     if isinstance(seq, GRUSequence):
         proj, _, w = inputs[:3]
-        parents = (proj, previous[0], w) + inputs[3:]
         keep = None
         if saved is not None:
-            rz, n, h_n, states, h0, w_hh = saved
-            keep = (rz[t], n[t], h_n[t], h0 if first else states[prev], w_hh if previous[0] is not None else None)
-        node = _recorded(None, GRUStep, parents, scope, state_shape, dtype, keep,
-                         step=t, x_shape=(seq.shape[0],) + state_shape[:1] + (3 * state_shape[1],))
-        node.saved_versions = _versions(seq, {2: 4, 1: 3} if first else {2: 4, -1: 3})
+            rz, n, h_n, ext, _, w_hh = saved
+            keep = (rz[t], n[t], h_n[t], ext[read], w_hh if previous[0] is not None else None)
+        node = _recorded(None, GRUStep, (proj, previous[0], w) + inputs[3:], scope, state_shape, dtype, keep,
+                         step=t, x_shape=(steps,) + state_shape[:1] + (3 * state_shape[1],))
+        node.saved_versions = _versions(seq, {2: 4, 1: 3} if first else {2: 4})
         return node
     proj, _, w = inputs
     keep = None
     if saved is not None:
-        states, h0, w_hh = saved
-        keep = (states[t], (h0 if first else states[prev]) if w is not None else None,
-                w_hh if previous[0] is not None else None)
+        ext, _, w_hh = saved
+        keep = (ext[write], ext[read] if w is not None else None, w_hh if previous[0] is not None else None)
     node = _recorded(None, RNNStep, (proj, previous[0], w), scope, state_shape, dtype, keep,
-                     step=t, x_shape=(seq.shape[0],) + state_shape, nonlinearity=seq.nonlinearity)
-    node.saved_versions = _versions(seq, {2: 2, 1: 1, -1: 0} if first else {2: 2, -1: 0})
+                     step=t, x_shape=(steps,) + state_shape, nonlinearity=seq.nonlinearity)
+    node.saved_versions = _versions(seq, {2: 2, 1: 1} if first else {2: 2})
     return node
