@@ -134,10 +134,10 @@ ROWS = [
     row({"rnnstep"}, lambda x, h, w: ops.RNNStep.apply(x, h, w, step=0, w_hh_t=_transposed(w)) * ramp(x, 2, 3),
         [(4, 2, 3), (2, 3), (3, 3)], id="rnnstep-row-of-sequence"),
     # a layer's whole loop in one node (tinygrad_rnn.sequence), forward and reverse in time
-    row({"lstmsequence"}, lambda x, h, c, w: sequence.LSTMSequence.apply(x, h, c, w) * ramp(x, 2, 4, 2, 2),
+    row({"lstmsequence"}, lambda x, h, c, w: sequence.LSTMSequence.apply(x, h, c, w) * ramp(x, 5, 2, 2),
         [(3, 2, 8), (2, 2), (2, 2), (8, 2)], id="lstmsequence"),
     row({"lstmsequence", "sequenceoutput"}, lambda x, h, c, w: sequence.SequenceOutput.apply(
-        sequence.LSTMSequence.apply(x, h, c, w, w_hh_t=_transposed(w), reverse=True), lstm=True, start=0) *
+        sequence.LSTMSequence.apply(x, h, c, w, w_hh_t=_transposed(w), reverse=True), start=0, steps=3) *
         ramp(x, 3, 2, 2),
         [(3, 2, 8), (2, 2), (2, 2), (8, 2)], id="lstmsequence-reverse-output"),
     row({"grusequence"}, lambda x, h, w, b: sequence.GRUSequence.apply(x, h, w, b) * ramp(x, 4, 2, 2),

@@ -55,6 +55,10 @@ def _initial_row(steps, reverse):
     return steps if reverse else 0
 
 
+def _final_row(steps, reverse):
+    return 0 if reverse else steps
+
+
 def _rows(ext, steps, reverse, start):
     """The T rows of ext (along its axis -3) from `start` (shift: the states; 1 - shift: the
     states each step read)."""
@@ -68,9 +72,10 @@ def _weight_grad(d_pre_all, h_prev_all):
 
 @register
 class LSTMSequence(Function):
-    """proj (T, B, 4H), h0, c0 (B, H), w_hh (4H, H) -> states (2, T+1, B, H): h and c, the initial
-    state in row 0 and step t's in row t+1 (with reverse=True, run from t = T-1 down: step t's in
-    row t, the initial state in row T). The steps of ops.LSTMStep in one node."""
+    """proj (T, B, 4H), h0, c0 (B, H), w_hh (4H, H) -> states (T+2, B, H): the h's, the initial one in
+    row 0 and step t's in row t+1 (with reverse=True, run from t = T-1 down: step t's in row t, the
+    initial one in row T), and the final c in row T+1. The other c's stay inside (backward's), so the
+    output's gradient buffer holds the h's only. The steps of ops.LSTMStep in one node."""
 
     def forward(self, proj, h, c, w_hh, w_hh_t=None, reverse=False):
         _check("lstmsequence", proj, h, w_hh, 4)
@@ -78,36 +83,37 @@ class LSTMSequence(Function):
         steps, shift = proj.shape[0], _shift(reverse)
         w_t = w_hh.T if w_hh_t is None else w_hh_t
         gates = xp.empty(proj.shape, dtype=proj.dtype)
-        ext = xp.empty((2, steps + 1) + h.shape, dtype=proj.dtype)
-        ext[0, _initial_row(steps, reverse)], ext[1, _initial_row(steps, reverse)] = h, c
+        hs = xp.empty((steps + 2,) + h.shape, dtype=proj.dtype)
+        cs = xp.empty((steps + 1,) + h.shape, dtype=proj.dtype)
+        hs[_initial_row(steps, reverse)], cs[_initial_row(steps, reverse)] = h, c
         tanh_c = xp.empty((steps,) + h.shape, dtype=proj.dtype)
         for t in _order(steps, reverse):
             read, write = t + 1 - shift, t + shift
-            g = xp.matmul(ext[0, read], w_t, out=gates[t])
+            g = xp.matmul(hs[read], w_t, out=gates[t])
             g += proj[t]
-            lstm_activate_(g, ext[1, read], ext[0, write], ext[1, write], tanh_c[t])
+            lstm_activate_(g, cs[read], hs[write], cs[write], tanh_c[t])
+        hs[steps + 1] = cs[_final_row(steps, reverse)]
         self.reverse = reverse
-        self.save_for_backward(gates, tanh_c, ext, h, c, w_hh)  # h, c: for the in-place check
-        return ext
+        self.save_for_backward(gates, tanh_c, hs, cs, h, c, w_hh)  # h, c: for the in-place check
+        return hs
 
     def backward(self, grad):
-        gates, tanh_c, ext, _, _, w_hh = self.saved
+        gates, tanh_c, hs, cs, _, _, w_hh = self.saved
         xp = get_array_module(grad)
         needs = self.needs_input_grad
         steps, shift = gates.shape[0], _shift(self.reverse)
         d_pre_all = xp.empty_like(gates)
-        d_h = d_c = None
+        d_h, d_c = None, grad[steps + 1]  # the last step's c reaches only the final c
         for t in reversed(_order(steps, self.reverse)):
             read = t + 1 - shift
-            d_h_new = grad[0, t + shift] if d_h is None else grad[0, t + shift] + d_h
-            d_c_new = grad[1, t + shift] if d_c is None else grad[1, t + shift] + d_c
+            d_h_new = grad[t + shift] if d_h is None else grad[t + shift] + d_h
             d_pre = d_pre_all[t]
-            d_c = lstm_backward(gates[t], ext[1, read], tanh_c[t], d_h_new, d_c_new, d_pre)
+            d_c = lstm_backward(gates[t], cs[read], tanh_c[t], d_h_new, d_c, d_pre)
             d_h = d_pre @ w_hh if read != _initial_row(steps, self.reverse) or needs[1] else None
-        d_w = _weight_grad(d_pre_all, _rows(ext[0], steps, self.reverse, 1 - shift)) if needs[3] else None
-        first = _initial_row(steps, self.reverse)  # the initial state's own row: a copy of h0, c0
-        return (d_pre_all if needs[0] else None, d_h + grad[0, first] if needs[1] else None,
-                d_c + grad[1, first] if needs[2] else None, d_w)
+        d_w = _weight_grad(d_pre_all, _rows(hs[:-1], steps, self.reverse, 1 - shift)) if needs[3] else None
+        first = _initial_row(steps, self.reverse)  # the initial h's own row: a copy of h0
+        return (d_pre_all if needs[0] else None, d_h + grad[first] if needs[1] else None,
+                d_c if needs[2] else None, d_w)
 
 
 @register
@@ -199,11 +205,12 @@ class RNNSequence(Function):
 
 @register
 class SequenceOutput(Function):
-    """states (rows as LSTMSequence's) -> the layer's output (T, B, H), rows start..start+T-1 of the h's
-    (start 1, or 0 in reverse), a copy: a caller may write into it, and the states are saved for backward."""
+    """states (rows as LSTMSequence's) -> the layer's output (T, B, H): rows start..start+steps-1 (start
+    1, or 0 in reverse), a copy: a caller may write into it, and the states are saved for backward."""
 
-    def forward(self, states, lstm=False, start=1):
-        self.in_shape, self.index = states.shape, ((0,) if lstm else ()) + (slice(start, start + states.shape[-3] - 1),)
+    def forward(self, states, start=1, steps=None):
+        steps = states.shape[0] - 1 if steps is None else steps
+        self.in_shape, self.index = states.shape, (slice(start, start + steps),)
         return states[self.index].copy()
 
     def backward(self, g):
@@ -287,7 +294,7 @@ def expand(seq):
     """Rewrite the graph around a tagged sequence node into the fused per-step graph (module doc)."""
     info, seq.unrolled = seq.unrolled, None
     lstm = isinstance(seq, LSTMSequence)
-    steps = seq.shape[-3] - 1
+    steps = seq.shape[0] - (2 if lstm else 1)
     state_shape = seq.shape[-2:]
     saved = seq.saved
     reverse = seq.reverse
@@ -319,15 +326,15 @@ def _step_node(seq, t, first, previous, scope, saved):
     """The fused step node of step t, its saved arrays its rows of the sequence node's."""
     inputs = seq.parents  # (proj, h0[, c0], w_hh[, b_hh])
     state_shape = seq.shape[-2:]
-    steps = seq.shape[-3] - 1
+    steps = seq.shape[0] - (2 if isinstance(seq, LSTMSequence) else 1)
     dtype = seq.dtype
     read, write = t + 1 - _shift(seq.reverse), t + _shift(seq.reverse)
     if isinstance(seq, LSTMSequence):
         proj, _, _, w = inputs
         keep = None
         if saved is not None:
-            gates, tanh_c, ext, _, _, w_hh = saved
-            keep = (gates[t], ext[1, read], tanh_c[t], ext[0, read] if w is not None else None,
+            gates, tanh_c, hs, cs, _, _, w_hh = saved
+            keep = (gates[t], cs[read], tanh_c[t], hs[read] if w is not None else None,
                     w_hh if previous[0] is not None else None)
         node = _recorded(None, LSTMStep, (proj, previous[0], previous[1], w), scope, (2,) + state_shape, dtype,
                          keep, step=t, x_shape=(steps,) + state_shape[:1] + (4 * state_shape[1],))

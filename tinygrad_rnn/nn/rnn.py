@@ -91,10 +91,10 @@ def _run_sequence(kind, proj, state, w_hh, b_step, w_hh_t, reverse, label, defau
     extra = {"nonlinearity": kind.name[4:].lower()} if kind.name.startswith("RNN") else {}
     bias = () if b_step is None else (b_step,)
     states = apply(_SEQUENCES[kind.name], proj, *state, w_hh, *bias, w_hh_t=w_hh_t, reverse=reverse, **extra)
-    last = 0 if reverse else steps  # the row of the last step's state (the first row holds h0 unless reversed)
-    finals = (states[0, last], states[1, last]) if lstm else (states[last],)
+    last = 0 if reverse else steps  # the row of the last step's h (the first row holds h0 unless reversed)
+    finals = (states[last], states[steps + 1]) if lstm else (states[last],)
     with scope(f"{label}/output"):
-        output = apply(P.SequenceOutput, states, lstm=lstm, start=0 if reverse else 1)
+        output = apply(P.SequenceOutput, states, start=0 if reverse else 1, steps=steps)
     attach(states, info, output, finals)
     return output, finals
 
