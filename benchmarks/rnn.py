@@ -6,7 +6,8 @@ numpy floor.
 Model: one-hot characters (vocab 65) -> LSTM/GRU/RNN(65, hidden) -> Linear(hidden, 65) -> cross-entropy
 (mean over batch 32 x 64 steps); then clip_grad_norm_(5) and an Adam step. All float32.
 Implementations, on the same weights and data:
-  tinygrad_rnn           nn.LSTM (GRU, RNN), nn.Linear, cross_entropy, clip_grad_norm_, optim.Adam: fused steps
+  tinygrad_rnn           nn.LSTM (GRU, RNN), nn.Linear, cross_entropy, clip_grad_norm_, optim.Adam: the default,
+                         each layer's loop over time in one node (tinygrad_rnn/sequence.py)
   tinygrad_rnn op-by-op  the same under tg.nn.fused(False): a node per gate
   numpy manual           numpy_lstm.py / numpy_gru_rnn.py: hand-written BPTT, the floor for a numpy engine
   torch nn.LSTM          the fused C++ layer (own block)
