@@ -174,3 +174,27 @@ def test_sequence_ops_refuse_bad_shapes_and_dtypes():
         sequence.LSTMSequence.apply(tg.randn(T, B, 12), tg.randn(B, H), tg.randn(B, H), tg.randn(4 * H, H))
     with pytest.raises(tg.DTypeError, match="grusequence: dtypes differ"):
         sequence.GRUSequence.apply(tg.randn(T, B, 3 * H, dtype=np.float64), tg.randn(B, H), tg.randn(3 * H, H))
+
+
+@pytest.mark.parametrize("mode", sorted(LAYERS))
+def test_on_every_device_equal_to_cpu(mode, device):
+    """The sequence nodes through the backend seam (the strict stand-in, cupy where there is a GPU),
+    run whole and expanded, against the CPU."""
+    cls, extra = LAYERS[mode]
+    layers = [cls(I, H, 2, bidirectional=True, **extra) for _ in range(3)]
+    for layer in layers[1:]:
+        layer.load_state_dict(layers[0].state_dict())
+        layer.to(device)
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+    results = []
+    for layer, dev, expand in zip(layers, ("cpu", device, device), (False, False, True)):
+        out, state = layer(tg.tensor(x, device=dev))
+        loss = out.sum() + sum(s.sum() for s in (state if mode == "lstm" else (state,)))
+        if expand:
+            assert SEQUENCE_OPS[mode] not in {n.op for n in tg.autograd.walk(loss)}
+        loss.backward()
+        assert out.device == dev and layer.weight_hh_l0.grad.device == dev
+        results.append([out.numpy()] + [p.grad.numpy() for p in layer.parameters()])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
