@@ -94,7 +94,8 @@ class LSTMSequence(Function):
             lstm_activate_(g, cs[read], hs[write], cs[write], tanh_c[t])
         hs[steps + 1] = cs[_final_row(steps, reverse)]
         self.reverse = reverse
-        self.save_for_backward(gates, tanh_c, hs, cs, h, c, w_hh)  # h, c: for the in-place check
+        # h0, c0 only for the in-place check, where the per-step ops would save them (h0 for W_hh's gradient)
+        self.save_for_backward(gates, tanh_c, hs, cs, h if self.parents[3] is not None else None, c, w_hh)
         return hs
 
     def backward(self, grad):
@@ -183,7 +184,7 @@ class RNNSequence(Function):
             pre += proj[t]
             rnn_activate_(pre, nonlinearity)
         self.reverse, self.nonlinearity = reverse, nonlinearity
-        self.save_for_backward(ext, h, w_hh)
+        self.save_for_backward(ext, h if self.parents[2] is not None else None, w_hh)  # h0: as RNNStep saves it
         return ext
 
     def backward(self, grad):
@@ -283,11 +284,14 @@ def _view(node, op, parent, scope, shape, dtype, role, index=None):
     return _recorded(node, Reshape, (parent,), scope, shape, dtype, (), role, in_shape=shape)
 
 
-def _versions(seq, holders):
+def _versions(seq, holders, keep):
     """The sequence node's in-place records for the step's saved arrays: holders maps an input
-    index of the sequence node (or -1, its output) to the position in the step's saved tuple."""
+    index of the sequence node to the position in the step's saved tuple (records whose position
+    holds nothing are left out)."""
+    if keep is None:
+        return ()
     return tuple((counter, version, index, holders[index]) for counter, version, index, _ in seq.saved_versions
-                 if index in holders)
+                 if index in holders and keep[holders[index]] is not None)
 
 
 def expand(seq):
@@ -338,7 +342,7 @@ def _step_node(seq, t, first, previous, scope, saved):
                     w_hh if previous[0] is not None else None)
         node = _recorded(None, LSTMStep, (proj, previous[0], previous[1], w), scope, (2,) + state_shape, dtype,
                          keep, step=t, x_shape=(steps,) + state_shape[:1] + (4 * state_shape[1],))
-        node.saved_versions = _versions(seq, {3: 4, 1: 3, 2: 1} if first else {3: 4})
+        node.saved_versions = _versions(seq, {3: 4, 1: 3, 2: 1} if first else {3: 4}, keep)
         return node
     if isinstance(seq, GRUSequence):
         proj, _, w = inputs[:3]
@@ -348,7 +352,7 @@ def _step_node(seq, t, first, previous, scope, saved):
             keep = (rz[t], n[t], h_n[t], ext[read], w_hh if previous[0] is not None else None)
         node = _recorded(None, GRUStep, (proj, previous[0], w) + inputs[3:], scope, state_shape, dtype, keep,
                          step=t, x_shape=(steps,) + state_shape[:1] + (3 * state_shape[1],))
-        node.saved_versions = _versions(seq, {2: 4, 1: 3} if first else {2: 4})
+        node.saved_versions = _versions(seq, {2: 4, 1: 3} if first else {2: 4}, keep)
         return node
     proj, _, w = inputs
     keep = None
@@ -357,5 +361,5 @@ def _step_node(seq, t, first, previous, scope, saved):
         keep = (ext[write], ext[read] if w is not None else None, w_hh if previous[0] is not None else None)
     node = _recorded(None, RNNStep, (proj, previous[0], w), scope, state_shape, dtype, keep,
                      step=t, x_shape=(steps,) + state_shape, nonlinearity=seq.nonlinearity)
-    node.saved_versions = _versions(seq, {2: 2, 1: 1} if first else {2: 2})
+    node.saved_versions = _versions(seq, {2: 2, 1: 1} if first else {2: 2}, keep)
     return node

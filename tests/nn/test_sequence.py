@@ -198,3 +198,44 @@ def test_on_every_device_equal_to_cpu(mode, device):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", sorted(LAYERS))
+@pytest.mark.parametrize("steps", [1, 4])
+def test_in_place_write_to_w_hh_after_a_walk_is_a_clear_error_or_harmless(mode, steps):
+    """After expansion a step keeps only what its backward reads; an in-place write to w_hh gives
+    the package's error where a kept array moved (never an AttributeError from the check itself),
+    and otherwise the gradients the unexpanded node gives with the weight unchanged."""
+    cls, extra = LAYERS[mode]
+    layer = cls(I, H, **extra).double()
+    x = tg.randn(steps, B, I, dtype=np.float64)
+    out, _ = layer(x)
+    loss = out.sum()
+    list(tg.autograd.walk(loss))
+    with tg.no_grad():
+        layer.weight_hh_l0.add_(1.0)
+    if steps == 1:  # h0 is the default zeros: nothing reads w_hh in backward
+        loss.backward()
+        assert layer.weight_hh_l0.grad is not None
+    else:
+        with pytest.raises(tg.GraphError, match="modified by an in-place operation"):
+            loss.backward()
+
+
+@pytest.mark.parametrize("mode", ["lstm", "rnn_tanh"])
+def test_h0_written_in_place_is_fine_when_no_gradient_reads_it(mode):
+    """With weight_hh frozen no gradient needs h0's value, so writing it after forward is allowed,
+    as in torch and op by op; walked first or not."""
+    cls, extra = LAYERS[mode]
+    for walk_first in (False, True):
+        layer = cls(I, H, **extra).double()
+        layer.weight_hh_l0.requires_grad_(False)
+        h = tg.randn(1, B, H, dtype=np.float64, requires_grad=True) * 1
+        hx = (h, tg.zeros_like(h)) if mode == "lstm" else h
+        out, _ = layer(tg.randn(3, B, I, dtype=np.float64), hx)
+        if walk_first:
+            list(tg.autograd.walk(out))
+        with tg.no_grad():
+            h.mul_(1.5)
+        out.sum().backward()
+        assert layer.weight_ih_l0.grad is not None
