@@ -726,14 +726,21 @@ class GraphNode(NamedTuple):
 
 
 def walk(roots):
-    """Yield every node reachable from `roots` (a Tensor or a list of them) once, each after the
-    nodes it was computed from, as GraphNodes. Iterative: any depth of unroll is fine."""
+    """An iterator over every node reachable from `roots` (a Tensor or a list of them), once each,
+    each after the nodes it was computed from, as GraphNodes. Iterative: any depth of unroll is
+    fine. A sequence layer's loop in one node is expanded into its steps first, when walk is
+    called (tinygrad_rnn.sequence), not when the iterator is first advanced."""
     if not isinstance(roots, (list, tuple)):
         roots = [roots]
-    made = {}  # id(node or leaf) -> GraphNode
     from .sequence import expand_all
-    expand_all(_targets([r for r in roots if r.requires_grad]))  # a layer's loop in one node: its steps
-    for start in _targets([r for r in roots if r.requires_grad]):
+    starts = _targets([r for r in roots if r.requires_grad])
+    expand_all(starts)
+    return _walk(starts)
+
+
+def _walk(starts):
+    made = {}  # id(node or leaf) -> GraphNode
+    for start in starts:
         if id(start) in made:
             continue
         stack = [(start, False)]

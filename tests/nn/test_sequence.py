@@ -239,3 +239,9 @@ def test_h0_written_in_place_is_fine_when_no_gradient_reads_it(mode):
             h.mul_(1.5)
         out.sum().backward()
         assert layer.weight_ih_l0.grad is not None
+
+
+def test_calling_walk_expands_even_before_it_is_iterated():
+    out, _ = R.LSTM(I, H)(tg.randn(T, B, I))
+    tg.autograd.walk(out)  # not iterated
+    assert out.grad_fn.name == "stack"
