@@ -143,7 +143,7 @@ ROWS = [
     row({"grusequence"}, lambda x, h, w, b: sequence.GRUSequence.apply(x, h, w, b) * ramp(x, 4, 2, 2),
         [(3, 2, 6), (2, 2), (6, 2), (6,)], id="grusequence"),
     row({"grusequence", "sequenceoutput"}, lambda x, h, w: sequence.SequenceOutput.apply(
-        sequence.GRUSequence.apply(x, h, w, reverse=True), start=0) * ramp(x, 3, 2, 2),
+        sequence.GRUSequence.apply(x, h, w, reverse=True), start=0, steps=3) * ramp(x, 3, 2, 2),
         [(3, 2, 6), (2, 2), (6, 2)], id="grusequence-reverse-no-bias"),
     row({"rnnsequence"}, lambda x, h, w: sequence.RNNSequence.apply(x, h, w) * ramp(x, 4, 2, 2),
         [(3, 2, 2), (2, 2), (2, 2)], id="rnnsequence-tanh"),

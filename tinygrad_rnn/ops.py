@@ -690,12 +690,16 @@ def _times_sigmoid_grad_(grad, s):
     return grad
 
 
-def _step_input(op, x_proj, h, w_hh, step):
-    """The step's own (B, G*H) input projection; refuses mixed dtypes, as MatMul does (a float32
-    model would silently turn float64)."""
+def check_cell_dtypes(op, x_proj, h, w_hh):
+    """Mixed dtypes are refused, as MatMul refuses them (a float32 model would silently turn float64)."""
     if h.dtype != w_hh.dtype or x_proj.dtype != w_hh.dtype:
         raise DTypeError(f"{op}: dtypes differ (x_proj {x_proj.dtype}, h {h.dtype}, w_hh {w_hh.dtype}); "
                          "cast one with .to(dtype)")
+
+
+def _step_input(op, x_proj, h, w_hh, step):
+    """The step's own (B, G*H) input projection (dtypes checked)."""
+    check_cell_dtypes(op, x_proj, h, w_hh)
     if step is None:
         return x_proj
     if x_proj.ndim != 3 or not -x_proj.shape[0] <= step < x_proj.shape[0]:

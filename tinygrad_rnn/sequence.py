@@ -22,15 +22,13 @@ import weakref
 from . import autograd
 from .autograd import Function, ScopeLabel, SparseGrad
 from .backend import get_array_module
-from .errors import DTypeError, ShapeError
-from .ops import (GetItem, GRUStep, LSTMStep, Reshape, RNNStep, Stack, gru_activate, gru_backward, lstm_activate_,
-                  lstm_backward, register, rnn_activate_, rnn_backward)
+from .errors import ShapeError
+from .ops import (GetItem, GRUStep, LSTMStep, Reshape, RNNStep, Stack, check_cell_dtypes, gru_activate, gru_backward,
+                  lstm_activate_, lstm_backward, register, rnn_activate_, rnn_backward)
 
 
 def _check(op, proj, h, w_hh, gates):
-    if h.dtype != w_hh.dtype or proj.dtype != w_hh.dtype:
-        raise DTypeError(f"{op}: dtypes differ (proj {proj.dtype}, h {h.dtype}, w_hh {w_hh.dtype}); "
-                         "cast one with .to(dtype)")
+    check_cell_dtypes(op, proj, h, w_hh)
     hidden = h.shape[-1]
     if proj.ndim != 3 or not proj.shape[0] or h.ndim != 2 or proj.shape[1:] != (h.shape[0], gates * hidden) or \
             w_hh.shape != (gates * hidden, hidden):
@@ -43,9 +41,9 @@ def _order(steps, reverse):
 
 
 # The states live in one (T+1)-row buffer with the initial state in the extra row (row 0, or row T
-# when running in reverse), so that the h_{t-1} of all steps are one contiguous (T, B, H) block and
-# the recurrent weight's gradient is one matmul over all steps, with no copies: step t writes row
-# t + shift and reads row t + 1 - shift.
+# when running in reverse; the LSTM's h buffer has one row more, the final c), so that the h_{t-1}
+# of all steps are one contiguous (T, B, H) block and the recurrent weight's gradient is one matmul
+# over all steps, with no copies: step t writes row t + shift and reads row t + 1 - shift.
 
 def _shift(reverse):
     return 0 if reverse else 1
@@ -59,10 +57,9 @@ def _final_row(steps, reverse):
     return 0 if reverse else steps
 
 
-def _rows(ext, steps, reverse, start):
-    """The T rows of ext (along its axis -3) from `start` (shift: the states; 1 - shift: the
-    states each step read)."""
-    return ext[..., start:start + steps, :, :]
+def _rows(ext, steps, start):
+    """The T rows of ext from `start` (shift: the states each step wrote; 1 - shift: those it read)."""
+    return ext[start:start + steps]
 
 
 def _weight_grad(d_pre_all, h_prev_all):
@@ -111,7 +108,7 @@ class LSTMSequence(Function):
             d_pre = d_pre_all[t]
             d_c = lstm_backward(gates[t], cs[read], tanh_c[t], d_h_new, d_c, d_pre)
             d_h = d_pre @ w_hh if read != _initial_row(steps, self.reverse) or needs[1] else None
-        d_w = _weight_grad(d_pre_all, _rows(hs[:-1], steps, self.reverse, 1 - shift)) if needs[3] else None
+        d_w = _weight_grad(d_pre_all, _rows(hs, steps, 1 - shift)) if needs[3] else None
         first = _initial_row(steps, self.reverse)  # the initial h's own row: a copy of h0
         return (d_pre_all if needs[0] else None, d_h + grad[first] if needs[1] else None,
                 d_c if needs[2] else None, d_w)
@@ -161,7 +158,7 @@ class GRUSequence(Function):
             if read != _initial_row(steps, self.reverse) or needs[1]:
                 d_h = d_pre @ w_hh
                 d_h += d_out * rz[t, :, hidden:]
-        d_w = _weight_grad(d_hp_all, _rows(ext, steps, self.reverse, 1 - shift)) if needs[2] else None
+        d_w = _weight_grad(d_hp_all, _rows(ext, steps, 1 - shift)) if needs[2] else None
         d_b = d_hp_all.reshape(-1, 3 * hidden).sum(0) if len(needs) == 4 and needs[3] else None
         d_h0 = d_h + grad[_initial_row(steps, self.reverse)] if needs[1] else None
         return d_x_all if needs[0] else None, d_h0, d_w, d_b
@@ -199,7 +196,7 @@ class RNNSequence(Function):
             d_out = grad[t + shift] if d_h is None else grad[t + shift] + d_h
             d_pre_all[t] = rnn_backward(d_out, ext[t + shift], self.nonlinearity)
             d_h = d_pre_all[t] @ w_hh if read != _initial_row(steps, self.reverse) or needs[1] else None
-        d_w = _weight_grad(d_pre_all, _rows(ext, steps, self.reverse, 1 - shift)) if needs[2] else None
+        d_w = _weight_grad(d_pre_all, _rows(ext, steps, 1 - shift)) if needs[2] else None
         d_h0 = d_h + grad[_initial_row(steps, self.reverse)] if needs[1] else None
         return d_pre_all if needs[0] else None, d_h0, d_w
 
@@ -207,10 +204,9 @@ class RNNSequence(Function):
 @register
 class SequenceOutput(Function):
     """states (rows as LSTMSequence's) -> the layer's output (T, B, H): rows start..start+steps-1 (start
-    1, or 0 in reverse), a copy: a caller may write into it, and the states are saved for backward."""
+    1, or 0 in reverse; steps = T), a copy: a caller may write into it, and the states are saved for backward."""
 
-    def forward(self, states, start=1, steps=None):
-        steps = states.shape[0] - 1 if steps is None else steps
+    def forward(self, states, start, steps):
         self.in_shape, self.index = states.shape, (slice(start, start + steps),)
         return states[self.index].copy()
 
