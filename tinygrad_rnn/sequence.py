@@ -21,7 +21,7 @@ import weakref
 
 from . import autograd
 from .autograd import Function, ScopeLabel, SparseGrad
-from .backend import get_array_module
+from .backend import get_array_module, matmul_operand
 from .errors import ShapeError
 from .ops import (GetItem, GRUStep, LSTMStep, Reshape, RNNStep, Stack, check_cell_dtypes, gru_activate, gru_backward,
                   lstm_activate_, lstm_backward, register, rnn_activate_, rnn_backward)
@@ -102,6 +102,7 @@ class LSTMSequence(Function):
         steps, shift = gates.shape[0], _shift(self.reverse)
         d_pre_all = xp.empty_like(gates)
         d_h, d_c = None, grad[steps + 1]  # the last step's c reaches only the final c
+        w_hh = matmul_operand(w_hh)
         for t in reversed(_order(steps, self.reverse)):
             read = t + 1 - shift
             d_h_new = grad[t + shift] if d_h is None else grad[t + shift] + d_h
@@ -146,7 +147,7 @@ class GRUSequence(Function):
         steps, hidden, shift = n.shape[0], n.shape[-1], _shift(self.reverse)
         d_x_all = xp.empty(n.shape[:2] + (3 * hidden,), dtype=grad.dtype)
         d_hp_all = xp.empty_like(d_x_all)  # the hidden side: d_n times r
-        d_h = None
+        d_h, w_hh = None, matmul_operand(w_hh)
         for t in reversed(_order(steps, self.reverse)):
             read = t + 1 - shift
             d_out = grad[t + shift] if d_h is None else grad[t + shift] + d_h
@@ -190,7 +191,7 @@ class RNNSequence(Function):
         needs = self.needs_input_grad
         steps, shift = ext.shape[0] - 1, _shift(self.reverse)
         d_pre_all = xp.empty((steps,) + grad.shape[1:], dtype=grad.dtype)
-        d_h = None
+        d_h, w_hh = None, matmul_operand(w_hh)
         for t in reversed(_order(steps, self.reverse)):
             read = t + 1 - shift
             d_out = grad[t + shift] if d_h is None else grad[t + shift] + d_h

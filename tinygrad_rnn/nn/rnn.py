@@ -65,8 +65,8 @@ def _run_direction(kind, x, state, weights, reverse, masks, label, default):
         # The input half of every gate for all steps in one matmul; for RNN/LSTM b_hh joins it.
         bias = b_ih + b_hh if kind.folds_hidden_bias and b_ih is not None else b_ih
         proj = linear(x.reshape(steps * batch, x.shape[2]), w_ih, bias).reshape(steps, batch, w_ih.shape[0])
-        if fused:  # the recurrent matmul on a contiguous w_hh.T (see ops.LSTMStep)
-            w_hh_t = backend.get_array_module(w_hh._data).ascontiguousarray(w_hh._data.T)
+        if fused:  # the recurrent matmul on a contiguous, padded w_hh.T (see ops.LSTMStep)
+            w_hh_t = backend.matmul_operand(w_hh._data.T)
         else:
             x_steps, w_hh_t = unstack(proj), w_hh.T
     if fused and (masks is None or all(m is None for m in masks)):
