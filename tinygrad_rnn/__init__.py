@@ -1,5 +1,5 @@
 """tinygrad_rnn: a small reverse-mode autograd on numpy/cupy for recurrent networks and BPTT."""
-from . import autograd, backend, linalg, ops, optim
+from . import autograd, backend, buffers, linalg, ops, optim
 from .autograd import (Function, enable_grad, inference_mode, is_anomaly_enabled, is_grad_enabled,
                        is_inference_mode_enabled, no_grad, scope, set_detect_anomaly, set_grad_enabled)
 from .backend import (get_array_module, get_default_dtype, get_rng_state, is_available, set_default_dtype,

@@ -26,7 +26,7 @@ import threading
 import weakref
 from typing import NamedTuple
 
-from . import backend
+from . import backend, buffers
 from .errors import AnomalyError, GraphError
 
 
@@ -37,6 +37,7 @@ class _ThreadState(threading.local):
     inference = False
     anomaly = False
     scope = None  # "lstm/l0/t3"-style label stamped on every node made under `scope()`
+    releasing = False  # in a sweep that frees each node's saved arrays after its backward (see consume_saved)
 
 
 class _Restoring:
@@ -331,6 +332,16 @@ class Function:
     def save_for_backward(self, *arrays):
         self.saved = arrays
 
+    def consume_saved(self):
+        """True when this backward may write into its saved arrays: the sweep frees them after it
+        (no retain_graph). They are then marked freed at once, so that a second backward after an
+        interrupted one fails as after any free instead of reading overwritten arrays. A backward
+        that gets False must leave them as they are."""
+        if not state.releasing:
+            return False
+        self.saved = None
+        return True
+
     def forward(self, *arrays, **kwargs):
         raise NotImplementedError
 
@@ -388,11 +399,10 @@ class SparseGrad:
         return buffer
 
     def dense(self):
-        xp = backend.get_array_module(self.values)
         # zeros written, not calloc'd: += on a large calloc'd buffer faults each page twice (read
         # maps the shared zero page, the write then copies it); a (T, B, 4H) buffer filled by T
         # slices cost 4x more that way (9 ms against 2 ms for 4 MiB on a 2-core VM)
-        buffer = xp.empty(self.shape, dtype=self.values.dtype)
+        buffer = buffers.empty(self.shape, self.values.dtype, self.values)
         buffer.fill(0)
         return self.add_into(buffer)
 
@@ -652,8 +662,9 @@ def run_backward(tensors, grads, retain_graph=False, capture=None):
     """
     targets = _targets(tensors)
     sweep = _Sweep(retain_graph, None if capture is None else {id(k) for k in _targets(capture)})
-    previous = state.grad_enabled
+    previous, previous_releasing = state.grad_enabled, state.releasing
     state.grad_enabled = False  # backward builds no graph (in this thread only)
+    state.releasing = not retain_graph
     try:
         for target, grad in zip(targets, grads):
             sweep.send(target, grad)
@@ -663,7 +674,7 @@ def run_backward(tensors, grads, retain_graph=False, capture=None):
         sweep.run(order)
         sweep.finish(leaves)
     finally:
-        state.grad_enabled = previous
+        state.grad_enabled, state.releasing = previous, previous_releasing
     if capture is not None:
         return [sweep.captured.get(id(k)) for k in _targets(capture)]  # (views fresh already: no new nodes)
     return None

@@ -7,6 +7,7 @@ one method on Tensor, one row in tests/test_gradcheck.py (a test fails without i
 """
 from __future__ import annotations
 
+from . import buffers
 from .autograd import Function, MatmulGrad, SparseGrad
 from .backend import device_of, get_array_module, quietly, to_device
 from .errors import DTypeError, ShapeError
@@ -631,7 +632,7 @@ class Linear(Function):
                              f"{'' if b is None else f', bias {b.dtype}'}); cast one with .to(dtype)")
         grad_x, grad_w = self.parents[:2]
         self.save_for_backward(x if grad_w is not None else None, w if grad_x is not None else None)
-        out = x @ w.T
+        out = get_array_module(x).matmul(x, w.T, out=buffers.empty(x.shape[:-1] + w.shape[:1], x.dtype, x))
         if b is not None:
             out += b
         return out
@@ -642,7 +643,9 @@ class Linear(Function):
         rows = g.reshape(-1, g.shape[-1])
         d_w = rows.T @ x.reshape(-1, x.shape[-1]) if needs[1] else None
         d_b = rows.sum(0) if len(needs) == 3 and needs[2] else None
-        return (g @ w if needs[0] else None), d_w, d_b
+        d_x = get_array_module(g).matmul(g, w, out=buffers.empty(g.shape[:-1] + w.shape[1:], g.dtype, g)) \
+            if needs[0] else None
+        return d_x, d_w, d_b
 
 
 # ---- fused recurrent cell steps ----------------------------------------------------------
@@ -758,8 +761,10 @@ def lstm_activate_(gates, c, h_out, c_out, tanh_c_out):
 
 def lstm_backward(gates, c, tanh_c, d_h_new, d_c_new, d_pre):
     """The LSTM cell's backward to its pre-activations, into d_pre (B, 4H), from the gradients
-    reaching h' and c'. Returns the gradient reaching c."""
-    hidden = tanh_c.shape[-1]
+    reaching h' and c'. Returns the gradient reaching c. d_pre may be `gates` itself: every gate is
+    read before d_pre is written (so a sequence whose saved gates are freed after its backward
+    writes its gradient there instead of into a second (T, B, 4H) array)."""
+    batch, hidden = tanh_c.shape
     xp = get_array_module(gates)
     i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
     d_c = tanh_c * tanh_c  # becomes the gradient reaching c', from h' and from the next step
@@ -767,16 +772,18 @@ def lstm_backward(gates, c, tanh_c, d_h_new, d_c_new, d_pre):
     d_c *= o
     d_c *= d_h_new
     d_c += d_c_new
-    xp.multiply(d_c, g, out=d_pre[:, :hidden])  # first what multiplies each activation's derivative
-    xp.multiply(d_c, c, out=d_pre[:, hidden:2 * hidden])
-    xp.multiply(d_c, i, out=d_pre[:, 2 * hidden:3 * hidden])
-    xp.multiply(d_h_new, tanh_c, out=d_pre[:, 3 * hidden:])
-    deriv = _gate_vectors(gates, _LSTM_DERIV_A, hidden) - gates
+    deriv = _gate_vectors(gates, _LSTM_DERIV_A, hidden) - gates  # each activation's derivative ...
     deriv *= gates
     deriv += _gate_vectors(gates, _LSTM_DERIV_B, hidden)
-    d_pre *= deriv
-    d_c *= f
-    return d_c
+    deriv[:, :hidden] *= g  # ... times what multiplies that activation
+    deriv[:, hidden:2 * hidden] *= c
+    deriv[:, 2 * hidden:3 * hidden] *= i
+    deriv[:, 3 * hidden:] *= tanh_c
+    d_c_prev = d_c * f
+    xp.multiply(deriv.reshape(batch, 4, hidden)[:, :3], d_c.reshape(batch, 1, hidden),
+                out=d_pre.reshape(batch, 4, hidden)[:, :3])
+    xp.multiply(deriv[:, 3 * hidden:], d_h_new, out=d_pre[:, 3 * hidden:])
+    return d_c_prev
 
 
 @register
@@ -797,7 +804,7 @@ class LSTMStep(Function):
 
     def backward(self, grad):
         gates, c, tanh_c, h, w_hh = self.saved
-        d_pre = get_array_module(grad).empty_like(gates)
+        d_pre = gates if self.consume_saved() else get_array_module(grad).empty_like(gates)
         d_c = lstm_backward(gates, c, tanh_c, grad[0], grad[1], d_pre)
         needs = self.needs_input_grad
         d_h, d_w, _ = _weight_grads(needs, h, d_pre, w_hh, False)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import weakref
 
-from . import autograd
+from . import autograd, buffers
 from .autograd import Function, ScopeLabel, SparseGrad
 from .backend import get_array_module, matmul_operand
 from .errors import ShapeError
@@ -72,22 +72,29 @@ class LSTMSequence(Function):
     """proj (T, B, 4H), h0, c0 (B, H), w_hh (4H, H) -> states (T+2, B, H): the h's, the initial one in
     row 0 and step t's in row t+1 (with reverse=True, run from t = T-1 down: step t's in row t, the
     initial one in row T), and the final c in row T+1. The other c's stay inside (backward's), so the
-    output's gradient buffer holds the h's only. The steps of ops.LSTMStep in one node."""
+    output's gradient buffer holds the h's only. The steps of ops.LSTMStep in one node.
+    `own_proj`: proj is the layer's own input projection, which nothing else reads; the gates are
+    then made in its memory (one (T, B, 4H) array fewer to fault in: 4 MiB a step at hidden 128)."""
 
-    def forward(self, proj, h, c, w_hh, w_hh_t=None, reverse=False):
+    def forward(self, proj, h, c, w_hh, w_hh_t=None, reverse=False, own_proj=False):
         _check("lstmsequence", proj, h, w_hh, 4)
         xp = get_array_module(proj)
         steps, shift = proj.shape[0], _shift(reverse)
         w_t = w_hh.T if w_hh_t is None else w_hh_t
-        gates = xp.empty(proj.shape, dtype=proj.dtype)
-        hs = xp.empty((steps + 2,) + h.shape, dtype=proj.dtype)
-        cs = xp.empty((steps + 1,) + h.shape, dtype=proj.dtype)
+        gates = proj if own_proj else buffers.empty_like(proj)
+        product = xp.empty(proj.shape[1:], dtype=proj.dtype) if own_proj else None
+        hs = buffers.empty((steps + 2,) + h.shape, proj.dtype, proj)
+        cs = buffers.empty((steps + 1,) + h.shape, proj.dtype, proj)
         hs[_initial_row(steps, reverse)], cs[_initial_row(steps, reverse)] = h, c
-        tanh_c = xp.empty((steps,) + h.shape, dtype=proj.dtype)
+        tanh_c = buffers.empty((steps,) + h.shape, proj.dtype, proj)
         for t in _order(steps, reverse):
             read, write = t + 1 - shift, t + shift
-            g = xp.matmul(hs[read], w_t, out=gates[t])
-            g += proj[t]
+            if own_proj:
+                g = gates[t]
+                g += xp.matmul(hs[read], w_t, out=product)
+            else:
+                g = xp.matmul(hs[read], w_t, out=gates[t])
+                g += proj[t]
             lstm_activate_(g, cs[read], hs[write], cs[write], tanh_c[t])
         hs[steps + 1] = cs[_final_row(steps, reverse)]
         self.reverse = reverse
@@ -97,10 +104,9 @@ class LSTMSequence(Function):
 
     def backward(self, grad):
         gates, tanh_c, hs, cs, _, _, w_hh = self.saved
-        xp = get_array_module(grad)
         needs = self.needs_input_grad
         steps, shift = gates.shape[0], _shift(self.reverse)
-        d_pre_all = xp.empty_like(gates)
+        d_pre_all = gates if self.consume_saved() else buffers.empty_like(gates)  # step t's written over its gates
         d_h, d_c = None, grad[steps + 1]  # the last step's c reaches only the final c
         w_hh = matmul_operand(w_hh)
         for t in reversed(_order(steps, self.reverse)):
@@ -122,13 +128,12 @@ class GRUSequence(Function):
 
     def forward(self, proj, h, w_hh, b_hh=None, w_hh_t=None, reverse=False):
         _check("grusequence", proj, h, w_hh, 3)
-        xp = get_array_module(proj)
         (steps, batch), hidden, shift = proj.shape[:2], h.shape[-1], _shift(reverse)
         w_t = w_hh.T if w_hh_t is None else w_hh_t
-        ext = xp.empty((steps + 1,) + h.shape, dtype=proj.dtype)
+        ext = buffers.empty((steps + 1,) + h.shape, proj.dtype, proj)
         ext[_initial_row(steps, reverse)] = h
-        rz = xp.empty((steps, batch, 2 * hidden), dtype=proj.dtype)
-        n, h_n = xp.empty((steps,) + h.shape, dtype=proj.dtype), xp.empty((steps,) + h.shape, dtype=proj.dtype)
+        rz = buffers.empty((steps, batch, 2 * hidden), proj.dtype, proj)
+        n, h_n = (buffers.empty((steps,) + h.shape, proj.dtype, proj) for _ in range(2))
         for t in _order(steps, reverse):
             h_t = ext[t + 1 - shift]
             hp = h_t @ w_t
@@ -142,11 +147,10 @@ class GRUSequence(Function):
 
     def backward(self, grad):
         rz, n, h_n, ext, _, w_hh = self.saved
-        xp = get_array_module(grad)
         needs = self.needs_input_grad
         steps, hidden, shift = n.shape[0], n.shape[-1], _shift(self.reverse)
-        d_x_all = xp.empty(n.shape[:2] + (3 * hidden,), dtype=grad.dtype)
-        d_hp_all = xp.empty_like(d_x_all)  # the hidden side: d_n times r
+        d_x_all = buffers.empty(n.shape[:2] + (3 * hidden,), grad.dtype, grad)
+        d_hp_all = buffers.empty_like(d_x_all)  # the hidden side: d_n times r
         d_h, w_hh = None, matmul_operand(w_hh)
         for t in reversed(_order(steps, self.reverse)):
             read = t + 1 - shift
@@ -175,7 +179,7 @@ class RNNSequence(Function):
         xp = get_array_module(proj)
         steps, shift = proj.shape[0], _shift(reverse)
         w_t = w_hh.T if w_hh_t is None else w_hh_t
-        ext = xp.empty((steps + 1,) + h.shape, dtype=proj.dtype)
+        ext = buffers.empty((steps + 1,) + h.shape, proj.dtype, proj)
         ext[_initial_row(steps, reverse)] = h
         for t in _order(steps, reverse):
             pre = xp.matmul(ext[t + 1 - shift], w_t, out=ext[t + shift])
@@ -187,10 +191,9 @@ class RNNSequence(Function):
 
     def backward(self, grad):
         ext, _, w_hh = self.saved
-        xp = get_array_module(grad)
         needs = self.needs_input_grad
         steps, shift = ext.shape[0] - 1, _shift(self.reverse)
-        d_pre_all = xp.empty((steps,) + grad.shape[1:], dtype=grad.dtype)
+        d_pre_all = buffers.empty((steps,) + grad.shape[1:], grad.dtype, grad)
         d_h, w_hh = None, matmul_operand(w_hh)
         for t in reversed(_order(steps, self.reverse)):
             read = t + 1 - shift
@@ -209,7 +212,9 @@ class SequenceOutput(Function):
 
     def forward(self, states, start, steps):
         self.in_shape, self.index = states.shape, (slice(start, start + steps),)
-        return states[self.index].copy()
+        out = buffers.empty((steps,) + states.shape[1:], states.dtype, states)
+        out[...] = states[self.index]
+        return out
 
     def backward(self, g):
         return SparseGrad(self.index, g, self.in_shape, False)

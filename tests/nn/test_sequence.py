@@ -245,3 +245,50 @@ def test_calling_walk_expands_even_before_it_is_iterated():
     out, _ = R.LSTM(I, H)(tg.randn(T, B, I))
     tg.autograd.walk(out)  # not iterated
     assert out.grad_fn.name == "stack"
+
+
+@pytest.mark.parametrize("fused_cell", [False, True])
+def test_a_kept_graph_gives_the_same_gradient_twice(fused_cell):
+    """Without retain_graph the LSTM's backward writes its gradient over its saved gates; with it, it
+    must not: the second backward then adds exactly the first's gradient again."""
+    tg.manual_seed(0)
+    x = tg.randn(T, B, I, dtype=tg.float64, requires_grad=True)
+    if fused_cell:
+        cell = tg.nn.LSTMCell(I, H).to(tg.float64)
+        state = None
+        outs = []
+        for t in range(T):
+            state = cell(x[t], state)
+            outs.append(state[0])
+        loss = (tg.stack(outs) ** 2).sum()
+        params = cell
+    else:
+        lstm = R.LSTM(I, H).to(tg.float64)
+        loss = (lstm(x)[0] ** 2).sum()
+        params = lstm
+    loss.backward(retain_graph=True)
+    first = [x.grad.numpy().copy()] + [p.grad.numpy().copy() for p in params.parameters()]
+    loss.backward()
+    second = [x.grad.numpy()] + [p.grad.numpy() for p in params.parameters()]
+    for a, b in zip(first, second):
+        np.testing.assert_allclose(b, 2 * a, rtol=1e-12, atol=1e-14)
+
+
+def test_an_interrupted_backward_cannot_be_rerun_over_overwritten_gates(monkeypatch):
+    from tinygrad_rnn import sequence
+    lstm = R.LSTM(I, H)
+    loss = lstm(tg.randn(T, B, I))[0].sum()
+    calls, real = [], sequence.lstm_backward
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(sequence, "lstm_backward", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        loss.backward()
+    monkeypatch.setattr(sequence, "lstm_backward", real)
+    with pytest.raises(tg.GraphError, match="a second time"):
+        loss.backward()

@@ -89,6 +89,8 @@ def _run_sequence(kind, proj, state, w_hh, b_step, w_hh_t, reverse, label, defau
     info = Unrolled(current_scope(), label, steps, cut)
     lstm = kind.name == "LSTM"
     extra = {"nonlinearity": kind.name[4:].lower()} if kind.name.startswith("RNN") else {}
+    if lstm:  # the input projection is this layer's own: the LSTM makes its gates in place there
+        extra["own_proj"] = True
     bias = () if b_step is None else (b_step,)
     states = apply(_SEQUENCES[kind.name], proj, *state, w_hh, *bias, w_hh_t=w_hh_t, reverse=reverse, **extra)
     last = 0 if reverse else steps  # the row of the last step's h (the first row holds h0 unless reversed)
