@@ -132,10 +132,6 @@ class CompositeOps:
         out = (self - shift).exp().sum(axes, keepdim=True).log() + shift
         return out if keepdim else out.reshape(_reduced_shape(self.shape, axes))
 
-    def log_softmax(self, dim=-1):
-        require_float(self, "log_softmax")
-        return self - self.logsumexp(dim, keepdim=True)
-
     def softmax(self, dim=-1):
         require_float(self, "softmax")
         shifted = self - self.detach().amax(dim, keepdim=True)

@@ -459,6 +459,31 @@ class Min(_Extreme):
     reduce = "min"
 
 
+@register
+@quiet
+class LogSoftmax(Function):
+    """x - log(sum(exp(x))) over `axis` (a tuple), shifted by the max (0 where the max is infinite,
+    so that inf and nan come out where torch's do). One node instead of the six of its formula:
+    a loss over a large vocabulary runs it on (tokens, vocabulary), where each pass costs."""
+
+    def forward(self, a, axis):
+        xp = get_array_module(a)
+        peak = a.max(axis=axis, keepdims=True) if a.size else xp.zeros((1,) * a.ndim, dtype=a.dtype)
+        out = a - xp.where(xp.isfinite(peak), peak, 0)
+        total = xp.exp(out).sum(axis=axis, keepdims=True)
+        out -= xp.log(total, out=total)
+        self.axis = axis
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, g):
+        # d/dx_i = g_i - softmax_i * sum_j g_j
+        xp = get_array_module(g)
+        d = xp.exp(self.saved[0])
+        d *= g.sum(axis=self.axis, keepdims=True)
+        return xp.subtract(g, d, out=d)
+
+
 # ---- movement ----------------------------------------------------------------------
 
 @register
@@ -879,14 +904,20 @@ def rnn_activate_(pre, nonlinearity):
     return xp.maximum(pre, pre.dtype.type(0), out=pre)
 
 
+def rnn_derivative(out, nonlinearity, into):
+    """The activation's derivative of a vanilla RNN, into `into`, from its output (any shape)."""
+    xp = get_array_module(out)
+    if nonlinearity == "tanh":
+        xp.multiply(out, out, out=into)
+        return xp.subtract(1, into, out=into)
+    return xp.greater(out, 0, out=into)  # relu's output is positive exactly where its input was
+
+
 def rnn_backward(grad, out, nonlinearity):
     """d loss / d pre-activation of a vanilla RNN step, from its output and the gradient reaching it."""
-    if nonlinearity == "tanh":
-        d_pre = out * out
-        get_array_module(grad).subtract(1, d_pre, out=d_pre)
-        d_pre *= grad
-        return d_pre
-    return grad * (out > 0)  # relu's output is positive exactly where its input was
+    d_pre = rnn_derivative(out, nonlinearity, get_array_module(out).empty_like(out))
+    d_pre *= grad
+    return d_pre
 
 
 @register

@@ -24,7 +24,7 @@ from .autograd import Function, ScopeLabel, SparseGrad
 from .backend import get_array_module, matmul_operand
 from .errors import ShapeError
 from .ops import (GetItem, GRUStep, LSTMStep, Reshape, RNNStep, Stack, check_cell_dtypes, gru_activate, gru_backward,
-                  lstm_activate_, lstm_backward, register, rnn_activate_, rnn_backward)
+                  lstm_activate_, lstm_backward, register, rnn_activate_, rnn_derivative)
 
 
 def _check(op, proj, h, w_hh, gates):
@@ -192,16 +192,25 @@ class RNNSequence(Function):
     def backward(self, grad):
         ext, _, w_hh = self.saved
         needs = self.needs_input_grad
+        xp = get_array_module(grad)
         steps, shift = ext.shape[0] - 1, _shift(self.reverse)
-        d_pre_all = buffers.empty((steps,) + grad.shape[1:], grad.dtype, grad)
-        d_h, w_hh = None, matmul_operand(w_hh)
+        # every step's activation derivative in one pass first; the loop then makes each step's
+        # d_pre in three calls, none allocating: (the next step's d_pre @ w_hh + its output's
+        # gradient) * derivative, the order ops.RNNStep computes it in
+        d_pre_all = rnn_derivative(_rows(ext, steps, shift), self.nonlinearity,
+                                   buffers.empty((steps,) + grad.shape[1:], grad.dtype, grad))
+        w_hh, carry = matmul_operand(w_hh), xp.empty(grad.shape[1:], dtype=grad.dtype)
+        later = None
         for t in reversed(_order(steps, self.reverse)):
-            read = t + 1 - shift
-            d_out = grad[t + shift] if d_h is None else grad[t + shift] + d_h
-            d_pre_all[t] = rnn_backward(d_out, ext[t + shift], self.nonlinearity)
-            d_h = d_pre_all[t] @ w_hh if read != _initial_row(steps, self.reverse) or needs[1] else None
+            if later is None:
+                d_pre_all[t] *= grad[t + shift]
+            else:
+                xp.matmul(d_pre_all[later], w_hh, out=carry)
+                carry += grad[t + shift]
+                d_pre_all[t] *= carry
+            later = t
         d_w = _weight_grad(d_pre_all, _rows(ext, steps, 1 - shift)) if needs[2] else None
-        d_h0 = d_h + grad[_initial_row(steps, self.reverse)] if needs[1] else None
+        d_h0 = d_pre_all[later] @ w_hh + grad[_initial_row(steps, self.reverse)] if needs[1] else None
         return d_pre_all if needs[0] else None, d_h0, d_w
 
 

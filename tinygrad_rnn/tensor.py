@@ -18,7 +18,7 @@ import numpy as np
 
 from . import autograd, backend, dtypes, linalg
 from . import ops as F
-from .composite import CompositeOps, normalize_axes, wrap_dim
+from .composite import CompositeOps, normalize_axes, require_float, wrap_dim
 from .errors import DeviceError, DTypeError, GraphError, OutOfRangeError, ShapeError, TinyGradRNNError
 
 _state = autograd.state
@@ -639,6 +639,11 @@ class Tensor(CompositeOps):
             return apply(F.Sum, self)
         axes = normalize_axes(axis if dim is None else dim, self.ndim)
         return apply(F.Sum, self, axis=axes, keepdims=bool(keepdims or keepdim))
+
+    def log_softmax(self, dim=-1):
+        """x - logsumexp(x, dim): one node (ops.LogSoftmax), not the formula's six."""
+        require_float(self, "log_softmax")
+        return apply(F.LogSoftmax, self, axis=normalize_axes(dim, self.ndim))
 
     def amax(self, dim=None, keepdim=False):
         return apply(F.Max, self, axis=normalize_axes(dim, self.ndim), keepdims=keepdim)
