@@ -164,6 +164,11 @@ def get_array_module(array):
     return _backend_of(array).xp
 
 
+def on_host(array) -> bool:
+    """Whether `array` is a plain numpy array (host memory, numpy's kernels)."""
+    return type(array) is np.ndarray
+
+
 def device_of(array) -> str:
     return _backend_of(array).device_of(array)
 
