@@ -243,3 +243,17 @@ def test_context_managers_left_in_any_order_restore_their_own_values():
     assert not tg.is_grad_enabled()
     no_grad.__exit__(None, None, None)
     assert tg.is_grad_enabled() and tg.autograd.current_scope() is None
+
+
+@pytest.mark.parametrize("index", [(slice(1, 5),), (slice(0, 4),), (slice(2, 2),), (slice(-3, None),),
+                                   (slice(1, 5, 2),), (slice(None), 1), (np.array([0, 2, 2]),)])
+def test_sparse_grad_dense_is_zero_outside_its_index(index):
+    from tinygrad_rnn.autograd import SparseGrad
+    shape = (6, 300, 300)  # large enough to come from the buffer cache, whose buffers hold old values
+    target = np.zeros(shape)
+    advanced = isinstance(index[0], np.ndarray)
+    values = np.random.default_rng(0).standard_normal(target[index].shape)
+    np.add.at(target, index, values) if advanced else target.__setitem__(index, values)
+    for _ in range(2):  # the second from a reused buffer
+        np.testing.assert_array_equal(SparseGrad(index, values, shape, advanced).dense(), target)
+        tg.buffers.empty(shape, np.float64, values).fill(np.nan)  # leave garbage in the cache
