@@ -381,6 +381,23 @@ def test_clip_grad_norm_non_finite():
         np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy())
 
 
+def test_clip_grad_norm_scales_in_place_as_torch():
+    """torch's clip_grad_norm_ scales each .grad in place (mul_): an alias of it sees the scaled values,
+    and a read-only gradient array gets a scaled copy instead of an error."""
+    a, b = tg.zeros(3, requires_grad=True), tg.zeros(2, requires_grad=True)
+    a.grad, b.grad = tg.tensor([3.0, 0.0, 4.0]), tg.tensor([0.0, 0.0])
+    alias = a.grad.numpy()
+    tg.nn.utils.clip_grad_norm_([a, b], 1.0)
+    np.testing.assert_allclose(alias, [0.6, 0.0, 0.8], rtol=1e-6)
+    frozen = np.array([6.0, 8.0])
+    frozen.flags.writeable = False
+    c = tg.zeros(2, requires_grad=True)
+    c.grad = tg.from_numpy(frozen)
+    tg.nn.utils.clip_grad_norm_([c], 5.0)
+    np.testing.assert_allclose(c.grad.numpy(), [3.0, 4.0], rtol=1e-6)
+    np.testing.assert_array_equal(frozen, [6.0, 8.0])
+
+
 def test_clip_grad_norm_without_grads_and_single_tensor():
     p = Parameter(tg.tensor(np.zeros(3, np.float32)))
     total = clip_grad_norm_([p], 1.0)

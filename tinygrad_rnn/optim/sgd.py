@@ -1,6 +1,8 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay."""
 from __future__ import annotations
 
+from ..backend import get_array_module
+from ..buffers import empty_like
 from .optimizer import Optimizer, check_nonnegative
 
 
@@ -51,4 +53,5 @@ class SGD(Optimizer):
             buf = grad.copy() if buf is None else buf * momentum + (1 - dampening) * grad
             state["momentum_buffer"] = buf
             grad = grad + momentum * buf if group["nesterov"] else buf
-        param._data += -lr * grad
+        # the step's scratch from the buffer cache: a fresh parameter-sized array is faulted in
+        param._data += get_array_module(grad).multiply(grad, -lr, out=empty_like(grad))

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ... import backend
+from ... import backend, buffers
 from ...errors import AnomalyError
 from ...tensor import Tensor
 
@@ -25,9 +25,12 @@ def _grads(parameters):
 def _vector_norm(array, norm_type):
     """The norm_type-norm of all elements of `array`, shape (1,) (torch.linalg.vector_norm)."""
     xp = backend.get_array_module(array)
-    magnitudes = xp.abs(array.reshape(-1))
-    if magnitudes.size == 0:
+    flat = array.reshape(-1)
+    if flat.size == 0:
         return xp.zeros(1, dtype=array.dtype)
+    if norm_type == 2:  # x * x is |x| * |x|: one scratch array, from the buffer cache (a fresh one is faulted in)
+        return xp.sqrt(xp.sum(xp.multiply(flat, flat, out=buffers.empty_like(flat)), keepdims=True))
+    magnitudes = xp.abs(flat)
     if norm_type == math.inf:
         return xp.max(magnitudes, keepdims=True)
     if norm_type == -math.inf:
@@ -36,8 +39,6 @@ def _vector_norm(array, norm_type):
         return xp.sum(magnitudes != 0, keepdims=True).astype(array.dtype)
     if norm_type == 1:
         return xp.sum(magnitudes, keepdims=True)
-    if norm_type == 2:
-        return xp.sqrt(xp.sum(magnitudes * magnitudes, keepdims=True))
     return xp.sum(magnitudes ** norm_type, keepdims=True) ** (1.0 / norm_type)
 
 
@@ -69,7 +70,12 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm):
     xp = backend.get_array_module(total)
     coef = xp.minimum(float(max_norm) / (total.reshape(1) + 1e-6), 1.0).reshape(())
     for g in grads:
-        g._data = g._data * backend.to_device(coef, g.device).astype(g.dtype, copy=False)
+        scale = backend.to_device(coef, g.device).astype(g.dtype, copy=False)
+        if getattr(g._data.flags, "writeable", True):
+            g._data *= scale  # in place, as torch's mul_: a new array per gradient is faulted in
+            g._bump_version()
+        else:
+            g._data = g._data * scale
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
