@@ -618,8 +618,9 @@ class _Sweep:
             owned = key in owned_keys
             hooks = leaf._hooks
             if hooks:
-                hooked = _run_hooks(hooks, grad)
-                grad, owned = hooked, owned and hooked is grad
+                # not owned any more: a hook may keep the array it was given, and .grad is written in
+                # place later (clip_grad_norm_, as torch's mul_); torch clones it then too
+                grad, owned = _run_hooks(hooks, grad), False
             if capture is None:
                 leaf._accumulate_grad(grad, owned)
             else:
