@@ -20,7 +20,7 @@ from math import prod
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import get_array_module, on_host
 
 MIN_BYTES = 256 * 1024  # below this glibc's heap reuses blocks itself (its mmap threshold is 128 KiB)
 
@@ -38,7 +38,7 @@ _FREE = _references([np.empty(1, np.uint8)], 0)  # what a buffer that only its l
 
 def empty(shape, dtype, like):
     """An uninitialised array of `shape` and `dtype` on like's backend (xp.empty's contract)."""
-    if type(like) is not np.ndarray:
+    if not on_host(like):
         return get_array_module(like).empty(shape, dtype=dtype)
     dtype = np.dtype(dtype)
     nbytes = prod(shape) * dtype.itemsize
@@ -59,6 +59,11 @@ def empty(shape, dtype, like):
 
 def empty_like(array):
     return empty(array.shape, array.dtype, array)
+
+
+def matmul(a, b):
+    """a @ b, into an array from the cache (a (T*B, 4H) projection is a new 4 MiB every step)."""
+    return get_array_module(a).matmul(a, b, out=empty(a.shape[:-1] + b.shape[-1:], a.dtype, a))
 
 
 def empty_cache():

@@ -679,7 +679,7 @@ class Linear(Function):
                              f"{'' if b is None else f', bias {b.dtype}'}); cast one with .to(dtype)")
         grad_x, grad_w = self.parents[:2]
         self.save_for_backward(x if grad_w is not None else None, w if grad_x is not None else None)
-        out = get_array_module(x).matmul(x, w.T, out=buffers.empty(x.shape[:-1] + w.shape[:1], x.dtype, x))
+        out = buffers.matmul(x, w.T)
         if b is not None:
             out += b
         return out
@@ -690,9 +690,7 @@ class Linear(Function):
         rows = g.reshape(-1, g.shape[-1])
         d_w = rows.T @ x.reshape(-1, x.shape[-1]) if needs[1] else None
         d_b = rows.sum(0) if len(needs) == 3 and needs[2] else None
-        d_x = get_array_module(g).matmul(g, w, out=buffers.empty(g.shape[:-1] + w.shape[1:], g.dtype, g)) \
-            if needs[0] else None
-        return d_x, d_w, d_b
+        return (buffers.matmul(g, w) if needs[0] else None), d_w, d_b
 
 
 # ---- fused recurrent cell steps ----------------------------------------------------------
