@@ -257,3 +257,69 @@ def test_sparse_grad_dense_is_zero_outside_its_index(index):
     for _ in range(2):  # the second from a reused buffer
         np.testing.assert_array_equal(SparseGrad(index, values, shape, advanced).dense(), target)
         tg.buffers.empty(shape, np.float64, values).fill(np.nan)  # leave garbage in the cache
+
+
+# ---- a leaf's .grad takes a backward's array uncopied only when nothing else refers to it ------
+
+class _Keeps(tg.Function):
+    """Identity whose backward returns `make(g)` and remembers it (weakly or strongly)."""
+
+    def forward(self, a, make=None, keep=None):
+        self.make, self.keep = make, keep
+        return a.copy()
+
+    def backward(self, g):
+        result = self.make(g)
+        self.kept = result if self.keep == "strong" else weakref.ref(result)
+        return result
+
+
+def test_a_fresh_gradient_nobody_else_holds_becomes_grad_uncopied():
+    x = leaf([1.0, 2.0])
+    y = _Keeps.apply(x, make=lambda g: g * 3)
+    node = y.grad_fn
+    y.sum().backward()
+    assert x.grad._data is node.kept()  # taken, not copied (as torch's AccumulateGrad steals it)
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+
+
+@pytest.mark.parametrize("case", ["kept by the op", "a view", "a global", "shared by two leaves", "user seed"])
+def test_a_gradient_someone_else_can_reach_is_copied_into_grad(case):
+    shared = np.array([3.0, 3.0])
+    x, w = leaf([1.0, 2.0]), leaf([5.0, 6.0])
+    if case == "kept by the op":
+        y = _Keeps.apply(x, make=lambda g: g * 3, keep="strong")
+        node = y.grad_fn
+        y.sum().backward()
+        reachable = node.kept
+    elif case == "a view":
+        base = np.zeros((2, 2))
+        y = _Keeps.apply(x, make=lambda g: np.add(g * 3, 0, out=base[0]))
+        y.sum().backward()
+        reachable = base[0]
+    elif case == "a global":
+        y = _Keeps.apply(x, make=lambda g: shared)
+        y.sum().backward()
+        reachable = shared
+    elif case == "shared by two leaves":  # Add's backward hands one array to both inputs
+        (x + w).backward(tg.tensor([3.0, 3.0], dtype="float64"))
+        reachable = w.grad._data
+    else:  # the caller's own gradient array, straight into the leaf
+        seed = np.array([3.0, 3.0])
+        x.backward(seed)
+        reachable = seed
+    assert not np.shares_memory(x.grad._data, reachable)
+    x.grad._data *= 10  # what clip_grad_norm_ does to .grad: it must not reach the other holder
+    np.testing.assert_array_equal(reachable, [3.0, 3.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [30.0, 30.0])
+
+
+def test_clipping_a_grad_taken_uncopied_leaves_a_retained_graph_intact():
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    first = x.grad.numpy().copy()
+    nn.utils.clip_grad_norm_([x], 1e-3)
+    x.grad = None
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), first)

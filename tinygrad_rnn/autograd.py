@@ -22,9 +22,12 @@ import functools
 import inspect
 import itertools
 import operator
+import sys
 import threading
 import weakref
 from typing import NamedTuple
+
+import numpy as np
 
 from . import backend, buffers
 from .errors import AnomalyError, GraphError
@@ -572,35 +575,39 @@ class _Sweep:
         """Add `grad` (dense, or a SparseGrad) into the buffer of `target` (a node or a leaf),
         summed down to its shape."""
         key = id(target)
-        previous = self.grads.get(key)
+        grads, owned = self.grads, self.owned
+        previous = grads.get(key)
         if type(grad) is MatmulGrad or type(previous) is MatmulGrad:
             if type(grad) is type(previous):
                 previous.extend(grad)  # the engine's own object (a step's, stored on first arrival)
                 return
             if previous is None:
-                self.grads[key] = grad
+                grads[key] = grad
                 return
             if type(previous) is MatmulGrad:  # mixed with a dense or sparse gradient: evaluate it now
-                previous = self.grads[key] = previous.dense()
-                self.owned.add(key)
+                previous = grads[key] = previous.dense()
+                owned.add(key)
             else:
                 grad = grad.dense()
-        sparse = type(grad) is SparseGrad
-        if not sparse and grad.shape != target.shape:
-            grad = sum_to(grad, target.shape)
-        if previous is None:
-            if sparse:
-                grad = grad.dense()
-                self.owned.add(key)
-            self.grads[key] = grad
-        elif key in self.owned:
-            if sparse:
+        if type(grad) is SparseGrad:
+            if previous is None:
+                grads[key] = grad.dense()
+                owned.add(key)
+            elif key in owned:
                 grad.add_into(previous)
             else:
-                previous += grad
+                grads[key] = grad.add_into(previous.copy())
+                owned.add(key)
+            return
+        if grad.shape != target.shape:
+            grad = sum_to(grad, target.shape)
+        if previous is None:
+            grads[key] = grad
+        elif key in owned:
+            previous += grad
         else:
-            self.grads[key] = grad.add_into(previous.copy()) if sparse else backend.ensure_array(previous + grad)
-            self.owned.add(key)
+            grads[key] = backend.ensure_array(previous + grad)
+            owned.add(key)
 
     def finish(self, leaves):
         """Each leaf's summed gradient through the leaf's hooks, then into .grad (or captured), once."""
@@ -615,7 +622,11 @@ class _Sweep:
                 owned_keys.add(key)
             if capture is not None and key not in capture:
                 continue  # autograd.grad: other leaves are left alone (their hooks do not fire)
-            owned = key in owned_keys
+            # a backward's fresh array that only the sweep refers to (this dict, this local): .grad
+            # takes it uncopied, as torch's AccumulateGrad steals a gradient nobody else holds; not
+            # a view (its memory may be another's), and numpy's only (other backends keep references)
+            owned = key in owned_keys or (type(grad) is np.ndarray and grad.base is None
+                                          and sys.getrefcount(grad) <= _UNSHARED)
             hooks = leaf._hooks
             if hooks:
                 # not owned any more: a hook may keep the array it was given, and .grad is written in
@@ -625,6 +636,15 @@ class _Sweep:
                 leaf._accumulate_grad(grad, owned)
             else:
                 self.captured[key] = grad
+
+
+def _calibrate():
+    grads = {0: np.empty(1)}
+    grad = grads[0]  # as in finish: the dict's reference, a local one, getrefcount's argument
+    return sys.getrefcount(grad)
+
+
+_UNSHARED = _calibrate()
 
 
 def _run_hooks(hooks, grad):

@@ -416,13 +416,14 @@ def _keepdims_shape(shape, axis):
 @register
 class Sum(Function):
     def forward(self, a, axis=None, keepdims=False):
-        self.in_shape, self.axis = a.shape, axis
+        self.in_shape, self.axis = a.shape, None if keepdims else axis  # axis: the ones to put back
         return a.sum(axis, None, None, keepdims)
 
     def backward(self, g):
         # A filled copy, not broadcast_to: numpy's broadcast_to costs ~2us whatever the size.
         out = get_array_module(g).empty(self.in_shape, dtype=g.dtype)
-        out[...] = g.reshape(_keepdims_shape(self.in_shape, self.axis))
+        # a full sum's 0-d gradient and a keepdims one broadcast as they are
+        out[...] = g if self.axis is None else g.reshape(_keepdims_shape(self.in_shape, self.axis))
         return out
 
 

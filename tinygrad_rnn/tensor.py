@@ -344,12 +344,15 @@ class Tensor(CompositeOps):
     def _accumulate_grad(self, grad, owned=False):
         """Add a gradient array into .grad (the engine calls this for leaves and retained grads).
         Under a lock: two threads' backwards into one shared parameter must both count."""
-        if grad.dtype != self._data.dtype:
-            grad, owned = grad.astype(self._data.dtype), True
+        dtype = self._data.dtype
+        if grad.dtype is not dtype and grad.dtype != dtype:
+            grad, owned = grad.astype(dtype), True
         with _grad_lock:
             if self.grad is None:
                 # Unless the engine made it, a copy: an op's backward may hand one array to several inputs.
-                self.grad = Tensor._make(grad if owned else grad.copy())
+                self.grad = t = _new(Tensor)
+                t._data, t.requires_grad, t._ctx = grad if owned else grad.copy(), False, None
+                t.grad = t._vc = t._view = None
             else:
                 self.grad._data = ensure_array(self.grad._data + grad)
 
@@ -809,12 +812,13 @@ def apply(op, *inputs, **kwargs):
             _refresh_view(t)  # its base was written in place since its node was made
         if t.requires_grad:
             requires_grad = True
-            parents.append(t if t._ctx is None else t._ctx)
+            parents.append(t._ctx or t)  # (a node is always true)
         else:
             parents.append(None)
-        if type(t._data) is not first:
+        data = t._data
+        if type(data) is not first:
             _raise_device_mix(ctx, inputs)
-        arrays.append(t._data)
+        arrays.append(data)
     if first is not _ndarray and len(inputs) > 1:
         _check_same_device(ctx, inputs)
     record = requires_grad and op.differentiable and _state.grad_enabled
@@ -832,7 +836,8 @@ def apply(op, *inputs, **kwargs):
     if _anomaly_threads and _state.anomaly:
         autograd.check_finite(out, f"forward of {ctx.name}")
     t = _new(Tensor)
-    t._data, t.grad, t._vc, t._view = out if type(out) is first else ensure_array(out), None, None, None
+    t._data = out if type(out) is first else ensure_array(out)
+    t.grad = t._vc = t._view = None
     if record:
         ctx.scope = _state.scope
         shape = out.shape  # a new tuple each time numpy is asked: nodes keep one per distinct shape
@@ -860,9 +865,12 @@ def _record_versions(ctx, inputs, out):
     Ops save inputs, the output, or arrays they made (tests/test_gradcheck.py checks that no op
     saves a view of an input or output instead), so identity finds them. Records are
     (counter, version, input index or -1 for the output, position in saved)."""
-    records, position = (), -1
+    records = []
+    position = -1
     for array in ctx.saved:
         position += 1
+        if array is None:
+            continue
         index = 0
         for holder in inputs:
             if array is holder._data:
@@ -870,13 +878,13 @@ def _record_versions(ctx, inputs, out):
             index += 1
         else:
             if array is not out._data:
-                continue  # made in forward (a mask), or None: nobody else can write it
+                continue  # made in forward (a mask): nobody else can write it
             holder, index = out, -1
         counter = holder._vc
         if counter is None:
             counter = holder._vc = [0]
-        records += ((counter, counter[0], index, position),)
-    ctx.saved_versions = records
+        records.append((counter, counter[0], index, position))
+    ctx.saved_versions = tuple(records)
 
 
 def _storage(array):
