@@ -323,3 +323,44 @@ def test_clipping_a_grad_taken_uncopied_leaves_a_retained_graph_intact():
     x.grad = None
     y.backward()
     np.testing.assert_array_equal(x.grad.numpy(), first)
+
+
+# ---- the sweep's order: nodes by the number they were made with, the latest first ----------------
+
+def test_every_recorded_node_gets_a_number_above_its_parents_and_blocks_stay_whole_across_threads():
+    from tinygrad_rnn import autograd
+    x = leaf([1.0, 2.0])
+    made, blocks, errors = [], [], []
+
+    def work(reserving):
+        try:
+            for _ in range(300):
+                if reserving:
+                    first = autograd.reserve_sequence(7)
+                    blocks.append(range(first, first + 7))
+                else:
+                    y = x * 2
+                    z = y + 1
+                    assert z.grad_fn.seq > y.grad_fn.seq
+                    made.extend((y.grad_fn.seq, z.grad_fn.seq))
+        except BaseException as error:  # noqa: BLE001  (reported below, from the main thread)
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i % 2 == 0,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    numbers = made + [n for block in blocks for n in block]
+    assert len(numbers) == len(set(numbers)) == 2 * 300 * 2 + 7 * 300 * 2
+
+
+def test_a_graph_extended_after_a_retained_backward_runs_the_new_nodes_first():
+    x = leaf([1.0, 2.0])
+    y = x * x
+    y.sum().backward(retain_graph=True)  # y's node stays; the nodes below are made after it
+    x.grad = None
+    z = (y * 3 + y).sum()
+    z.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 8 * x.numpy())

@@ -19,6 +19,7 @@ Tensors meet the engine through these members (tensor.py implements them):
 from __future__ import annotations
 
 import functools
+import heapq
 import inspect
 import itertools
 import operator
@@ -220,6 +221,16 @@ class ScopeLabel(str):
     parts = ()  # ((component, entry serial), ...), outermost first
 
 
+sequence = itertools.count()  # next() on a count is atomic: each recorded node's own number
+
+
+def reserve_sequence(n):
+    """The first of n consecutive sequence numbers, for nodes made later that must sort between
+    nodes made now (sequence.expand's steps, between a layer's node and its consumers). One C-level
+    pass over the count, which no other thread can enter halfway (the GIL is not let go inside)."""
+    return max(itertools.islice(sequence, n)) - n + 1
+
+
 _entries = itertools.count()  # next() on a count is atomic: serials are unique across threads
 
 
@@ -326,6 +337,7 @@ class Function:
     # "g", "o", "c", "h"; "r", "z", "n" for the GRU) and, on the first node of a step whose
     # incoming state had no graph, how it was cut ("zero": the default state, "detached").
     role = cut = None
+    seq = -1  # when recorded: next(sequence), above every node it was computed from (the sweep's order)
 
     @property
     def needs_input_grad(self):
@@ -461,7 +473,8 @@ def _is_node(parent):
 
 def _toposort(roots):
     """(nodes, leaves): the Function nodes reachable from `roots`, each after every node it was
-    computed from, and the leaf tensors met on the way, in the order first met.
+    computed from, and the leaf tensors met on the way, in the order first met. What autograd.grad
+    prunes by (the sweep itself needs no sort: it goes by Function.seq).
 
     Iterative depth-first search, one pass, linear in the graph's size: no recursion
     limit on a 100k-step unroll.
@@ -498,10 +511,12 @@ class _Sweep:
     written into; the first time a second gradient arrives the engine makes its own copy.
     """
 
-    __slots__ = ("grads", "owned", "retain_graph", "capture", "captured", "needed", "executed")
+    __slots__ = ("grads", "owned", "retain_graph", "capture", "captured", "needed", "executed", "ready", "leaves")
 
     def __init__(self, retain_graph, capture=None):
         self.grads = {}     # id(node or leaf) -> summed gradient array
+        self.ready = []     # heap of (-seq, node): the nodes a gradient reached, the latest made first
+        self.leaves = []    # the leaves a gradient reached, in the order of first arrival
         self.owned = set()  # keys whose array the engine made and may add into in place
         self.retain_graph = retain_graph
         self.capture = capture  # autograd.grad: ids of nodes and leaves to return, no .grad writes
@@ -518,15 +533,27 @@ class _Sweep:
                 needed.add(id(node))
         self.needed, self.executed = needed, executed
 
-    def run(self, order):
+    def arrive(self, target):
+        """The first gradient for `target` is in: a node joins the heap, a leaf the list."""
+        if isinstance(target, Function):
+            heapq.heappush(self.ready, (-target.seq, target))
+        else:
+            self.leaves.append(target)
+
+    def run(self):
         """Each node once, after every node that consumes it: its summed gradient through its
-        hooks and its backward, the results sent on to its parents."""
-        grads, send, capture = self.grads, self.send, self.capture
-        anomaly, retain, needed = state.anomaly, self.retain_graph, self.needed
-        for node in reversed(order):
-            grad = grads.pop(id(node), None)  # no consumer comes later in this order: done with it
-            if grad is None:
-                continue
+        hooks and its backward, the results sent on to its parents.
+
+        The order needs no sort: a node is made after every node it was computed from, so its
+        sequence number is above theirs, and when the heap hands out the latest-made node it
+        holds, every consumer of it that the gradient reaches has run (each was made later).
+        """
+        grads, send, capture, ready = self.grads, self.send, self.capture, self.ready
+        anomaly, retain, needed, leaves = state.anomaly, self.retain_graph, self.needed, self.leaves
+        pop, push = heapq.heappop, heapq.heappush
+        while ready:
+            node = pop(ready)[1]
+            grad = grads.pop(id(node))  # every consumer has run: done with it
             if type(grad) is MatmulGrad:
                 grad = grad.dense()
             if needed is not None and id(node) not in needed:
@@ -549,10 +576,17 @@ class _Sweep:
                 if anomaly:
                     check_finite(getattr(parent_grad, "values", parent_grad), f"backward of {node.name}")
                 key = id(parent)
-                if key not in grads and type(parent_grad) is not SparseGrad and parent_grad.shape == parent.shape:
+                if key in grads:
+                    send(parent, parent_grad)
+                    continue
+                if type(parent_grad) is not SparseGrad and parent_grad.shape == parent.shape:
                     grads[key] = parent_grad  # the usual first arrival, inlined
                 else:
                     send(parent, parent_grad)
+                if isinstance(parent, Function):  # (arrive, inlined)
+                    push(ready, (-parent.seq, parent))
+                else:
+                    leaves.append(parent)
             if not retain:  # free what backward needed: a kept graph costs its nodes, not its arrays
                 node.saved = None
                 if node.saved_versions:
@@ -609,10 +643,10 @@ class _Sweep:
             grads[key] = backend.ensure_array(previous + grad)
             owned.add(key)
 
-    def finish(self, leaves):
+    def finish(self):
         """Each leaf's summed gradient through the leaf's hooks, then into .grad (or captured), once."""
         grads, owned_keys, capture = self.grads, self.owned, self.capture
-        for leaf in leaves:
+        for leaf in self.leaves:
             key = id(leaf)
             grad = grads.get(key)
             if grad is None:
@@ -696,12 +730,13 @@ def run_backward(tensors, grads, retain_graph=False, capture=None):
     state.releasing = not retain_graph
     try:
         for target, grad in zip(targets, grads):
+            if id(target) not in sweep.grads:
+                sweep.arrive(target)
             sweep.send(target, grad)
-        order, leaves = _toposort(targets)
         if capture is not None:
-            sweep.prune(order)
-        sweep.run(order)
-        sweep.finish(leaves)
+            sweep.prune(_toposort(targets)[0])
+        sweep.run()
+        sweep.finish()
     finally:
         state.grad_enabled, state.releasing = previous, previous_releasing
     if capture is not None:

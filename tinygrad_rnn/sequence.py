@@ -17,6 +17,7 @@ without them (its steps' `saved` is None, as after any backward).
 """
 from __future__ import annotations
 
+import itertools
 import weakref
 
 from . import autograd, buffers
@@ -236,12 +237,23 @@ class Unrolled:
     scope serial of each step in the order they ran, the cut on the first step's h (None, "zero",
     "detached"), and weak references to the consumers to rewire (the output, the final h and c)."""
 
-    __slots__ = ("base", "label", "serials", "cut", "output", "finals")
+    __slots__ = ("base", "label", "serials", "cut", "output", "finals", "first_seq")
 
     def __init__(self, base, label, steps, cut):
         self.base, self.label, self.cut = base, label, cut
         self.serials = autograd.reserve_serials(steps)
         self.output, self.finals = None, ()
+        self.first_seq = None
+
+
+NODES_PER_STEP = 3  # what expand makes per step at most: the step node and its h and c views
+
+
+def reserve_steps(states, info):
+    """Sequence numbers for the nodes expand may make, drawn just after the layer's node and before
+    its consumers, so that the steps sort between them as if they had run (autograd's order)."""
+    if states._ctx is not None:
+        info.first_seq = autograd.reserve_sequence(NODES_PER_STEP * len(info.serials))
 
 
 def attach(states, info, output, finals):
@@ -319,15 +331,20 @@ def expand(seq):
     h0 = seq.parents[1]
     views = {}  # t -> (h view, c view or None)
     previous = (h0, seq.parents[2]) if lstm else (h0,)
+    numbers = itertools.count(info.first_seq)  # each new node's, in the order they would have been made
     for k, t in enumerate(order):
         scope = _scope(info, t, info.serials[k])
         step = _step_node(seq, t, k == 0, previous, scope, saved)
+        step.seq = next(numbers)
         reuse = finals if t == last else [None] * len(previous)
         if lstm:
             state = (_view(reuse[0], GetItem, step, scope, state_shape, seq.dtype, "h", (0,)),
                      _view(reuse[1], GetItem, step, scope, state_shape, seq.dtype, "c", (1,)))
         else:
             state = (_view(reuse[0], Reshape, step, scope, state_shape, seq.dtype, "h"),)
+        for view, reused in zip(state, reuse):
+            if reused is None:  # a consumer rewired in place keeps its own number
+                view.seq = next(numbers)
         if k == 0 and info.cut is not None:
             state[0].cut = info.cut
         views[t], previous = state, state

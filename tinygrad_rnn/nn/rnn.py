@@ -20,7 +20,7 @@ from .. import sequence as P
 from ..autograd import current_scope, mark, scope
 from ..creation import zeros
 from ..errors import DTypeError, InvalidValueError, ShapeError
-from ..sequence import Unrolled, attach
+from ..sequence import Unrolled, attach, reserve_steps
 from ..tensor import Tensor, apply, cat, stack, where
 from . import init
 from .cells import (KINDS, RecurrentModule, RNNCell, check_input, is_fused, mark_cut, register_cell_parameters,
@@ -93,6 +93,7 @@ def _run_sequence(kind, proj, state, w_hh, b_step, w_hh_t, reverse, label, defau
         extra["own_proj"] = True
     bias = () if b_step is None else (b_step,)
     states = apply(_SEQUENCES[kind.name], proj, *state, w_hh, *bias, w_hh_t=w_hh_t, reverse=reverse, **extra)
+    reserve_steps(states, info)  # before the consumers below are made
     last = 0 if reverse else steps  # the row of the last step's h (the first row holds h0 unless reversed)
     finals = (states[last], states[steps + 1]) if lstm else (states[last],)
     with scope(f"{label}/output"):
