@@ -341,8 +341,8 @@ def test_every_recorded_node_gets_a_number_above_its_parents_and_blocks_stay_who
                 else:
                     y = x * 2
                     z = y + 1
-                    assert z.grad_fn.seq > y.grad_fn.seq
-                    made.extend((y.grad_fn.seq, z.grad_fn.seq))
+                    assert z.grad_fn._sequence_nr > y.grad_fn._sequence_nr
+                    made.extend((y.grad_fn._sequence_nr, z.grad_fn._sequence_nr))
         except BaseException as error:  # noqa: BLE001  (reported below, from the main thread)
             errors.append(error)
 
@@ -364,3 +364,16 @@ def test_a_graph_extended_after_a_retained_backward_runs_the_new_nodes_first():
     z = (y * 3 + y).sum()
     z.backward()
     np.testing.assert_allclose(x.grad.numpy(), 8 * x.numpy())
+
+
+def test_a_fresh_read_only_gradient_becomes_a_writable_grad():
+    def read_only(g):
+        result = g * 3
+        result.flags.writeable = False
+        return result
+
+    x = leaf([3.0, 4.0])
+    _Keeps.apply(x, make=read_only).sum().backward()
+    assert x.grad._data.flags.writeable
+    nn.utils.clip_grad_norm_([x], 1.0)
+    np.testing.assert_allclose(x.grad.numpy(), [0.7071068, 0.7071068], rtol=1e-6)

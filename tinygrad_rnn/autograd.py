@@ -228,7 +228,7 @@ def reserve_sequence(n):
     """The first of n consecutive sequence numbers, for nodes made later that must sort between
     nodes made now (sequence.expand's steps, between a layer's node and its consumers). One C-level
     pass over the count, which no other thread can enter halfway (the GIL is not let go inside)."""
-    return max(itertools.islice(sequence, n)) - n + 1
+    return max(itertools.islice(sequence, n), default=-1) - n + 1
 
 
 _entries = itertools.count()  # next() on a count is atomic: serials are unique across threads
@@ -337,7 +337,9 @@ class Function:
     # "g", "o", "c", "h"; "r", "z", "n" for the GRU) and, on the first node of a step whose
     # incoming state had no graph, how it was cut ("zero": the default state, "detached").
     role = cut = None
-    seq = -1  # when recorded: next(sequence), above every node it was computed from (the sweep's order)
+    # when recorded: next(sequence), above every node it was computed from (the sweep's order); a
+    # private name, since a user's Function keeps its own state on itself (torch's _sequence_nr)
+    _sequence_nr = -1
 
     @property
     def needs_input_grad(self):
@@ -474,7 +476,7 @@ def _is_node(parent):
 def _toposort(roots):
     """(nodes, leaves): the Function nodes reachable from `roots`, each after every node it was
     computed from, and the leaf tensors met on the way, in the order first met. What autograd.grad
-    prunes by (the sweep itself needs no sort: it goes by Function.seq).
+    prunes by (the sweep itself needs no sort: it goes by Function._sequence_nr).
 
     Iterative depth-first search, one pass, linear in the graph's size: no recursion
     limit on a 100k-step unroll.
@@ -515,7 +517,9 @@ class _Sweep:
 
     def __init__(self, retain_graph, capture=None):
         self.grads = {}     # id(node or leaf) -> summed gradient array
-        self.ready = []     # heap of (-seq, node): the nodes a gradient reached, the latest made first
+        # heap of (-number, id, node): the nodes a gradient reached, the latest made first (the id
+        # orders the equal numbers of a copied graph's nodes: copies are unrelated, any order will do)
+        self.ready = []
         self.leaves = []    # the leaves a gradient reached, in the order of first arrival
         self.owned = set()  # keys whose array the engine made and may add into in place
         self.retain_graph = retain_graph
@@ -536,7 +540,7 @@ class _Sweep:
     def arrive(self, target):
         """The first gradient for `target` is in: a node joins the heap, a leaf the list."""
         if isinstance(target, Function):
-            heapq.heappush(self.ready, (-target.seq, target))
+            heapq.heappush(self.ready, (-target._sequence_nr, id(target), target))
         else:
             self.leaves.append(target)
 
@@ -552,7 +556,7 @@ class _Sweep:
         anomaly, retain, needed, leaves = state.anomaly, self.retain_graph, self.needed, self.leaves
         pop, push = heapq.heappop, heapq.heappush
         while ready:
-            node = pop(ready)[1]
+            node = pop(ready)[2]
             grad = grads.pop(id(node))  # every consumer has run: done with it
             if type(grad) is MatmulGrad:
                 grad = grad.dense()
@@ -584,7 +588,7 @@ class _Sweep:
                 else:
                     send(parent, parent_grad)
                 if isinstance(parent, Function):  # (arrive, inlined)
-                    push(ready, (-parent.seq, parent))
+                    push(ready, (-parent._sequence_nr, id(parent), parent))
                 else:
                     leaves.append(parent)
             if not retain:  # free what backward needed: a kept graph costs its nodes, not its arrays
@@ -658,9 +662,10 @@ class _Sweep:
                 continue  # autograd.grad: other leaves are left alone (their hooks do not fire)
             # a backward's fresh array that only the sweep refers to (this dict, this local): .grad
             # takes it uncopied, as torch's AccumulateGrad steals a gradient nobody else holds; not
-            # a view (its memory may be another's), and numpy's only (other backends keep references)
+            # a view (its memory may be another's), not read-only (.grad is written in place), and
+            # numpy's only (other backends keep references)
             owned = key in owned_keys or (type(grad) is np.ndarray and grad.base is None
-                                          and sys.getrefcount(grad) <= _UNSHARED)
+                                          and sys.getrefcount(grad) <= _UNSHARED and grad.flags.writeable)
             hooks = leaf._hooks
             if hooks:
                 # not owned any more: a hook may keep the array it was given, and .grad is written in

@@ -335,7 +335,7 @@ def expand(seq):
     for k, t in enumerate(order):
         scope = _scope(info, t, info.serials[k])
         step = _step_node(seq, t, k == 0, previous, scope, saved)
-        step.seq = next(numbers)
+        step._sequence_nr = next(numbers)
         reuse = finals if t == last else [None] * len(previous)
         if lstm:
             state = (_view(reuse[0], GetItem, step, scope, state_shape, seq.dtype, "h", (0,)),
@@ -344,7 +344,7 @@ def expand(seq):
             state = (_view(reuse[0], Reshape, step, scope, state_shape, seq.dtype, "h"),)
         for view, reused in zip(state, reuse):
             if reused is None:  # a consumer rewired in place keeps its own number
-                view.seq = next(numbers)
+                view._sequence_nr = next(numbers)
         if k == 0 and info.cut is not None:
             state[0].cut = info.cut
         views[t], previous = state, state

@@ -813,7 +813,7 @@ def apply(op, *inputs, **kwargs):
             _refresh_view(t)  # its base was written in place since its node was made
         if t.requires_grad:
             requires_grad = True
-            parents.append(t._ctx or t)  # (a node is always true)
+            parents.append(t if t._ctx is None else t._ctx)  # (not `or`: a user's Function may be falsy)
         else:
             parents.append(None)
         data = t._data
@@ -840,7 +840,7 @@ def apply(op, *inputs, **kwargs):
     t._data = out if type(out) is first else ensure_array(out)
     t.grad = t._vc = t._view = None
     if record:
-        ctx.seq = _next_seq()
+        ctx._sequence_nr = _next_seq()
         ctx.scope = _state.scope
         shape = out.shape  # a new tuple each time numpy is asked: nodes keep one per distinct shape
         interned = _SHAPES.get(shape)  # (not `or`: the 0-d shape () is falsy)
