@@ -8,6 +8,7 @@ import weakref
 import numpy as np
 import pytest
 from oracle import needs_torch, torch
+from threads import run_in_threads
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import GraphError, nn
@@ -330,28 +331,21 @@ def test_clipping_a_grad_taken_uncopied_leaves_a_retained_graph_intact():
 def test_every_recorded_node_gets_a_number_above_its_parents_and_blocks_stay_whole_across_threads():
     from tinygrad_rnn import autograd
     x = leaf([1.0, 2.0])
-    made, blocks, errors = [], [], []
+    made, blocks = [], []
 
-    def work(reserving):
-        try:
-            for _ in range(300):
-                if reserving:
-                    first = autograd.reserve_sequence(7)
-                    blocks.append(range(first, first + 7))
-                else:
-                    y = x * 2
-                    z = y + 1
-                    assert z.grad_fn._sequence_nr > y.grad_fn._sequence_nr
-                    made.extend((y.grad_fn._sequence_nr, z.grad_fn._sequence_nr))
-        except BaseException as error:  # noqa: BLE001  (reported below, from the main thread)
-            errors.append(error)
+    def reserving():
+        for _ in range(300):
+            first = autograd.reserve_sequence(7)
+            blocks.append(range(first, first + 7))
 
-    threads = [threading.Thread(target=work, args=(i % 2 == 0,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    def recording():
+        for _ in range(300):
+            y = x * 2
+            z = y + 1
+            assert z.grad_fn._sequence_nr > y.grad_fn._sequence_nr
+            made.extend((y.grad_fn._sequence_nr, z.grad_fn._sequence_nr))
+
+    run_in_threads(reserving, recording, reserving, recording)
     numbers = made + [n for block in blocks for n in block]
     assert len(numbers) == len(set(numbers)) == 2 * 300 * 2 + 7 * 300 * 2
 

@@ -18,51 +18,11 @@ import weakref
 
 import numpy as np
 import pytest
+from threads import TIMEOUT, run_in_threads, wait
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn, optim
 from tinygrad_rnn.errors import AnomalyError, GraphError
-
-TIMEOUT = 10.0  # seconds any thread waits for another before the test calls it a deadlock
-
-
-# ---- helpers ---------------------------------------------------------------------------
-
-def _wait(event):
-    """Block until another thread reaches its step of the choreography; fail, never hang."""
-    if not event.wait(TIMEOUT):
-        raise TimeoutError("the other thread never reached its step (deadlock?)")
-
-
-def _run_in_threads(*targets, events=(), barriers=()):
-    """Run each target in a thread of its own and join them all with a timeout.
-
-    A thread's exception is re-raised here (left alone it would only be a pytest warning).
-    When one thread fails, the events and barriers are released so the others do not wait
-    out the timeout for a signal that will never come; the first failure is the one raised.
-    """
-    errors = []
-
-    def guarded(target):
-        try:
-            target()
-        except BaseException as e:  # re-raised in the main thread
-            errors.append(e)
-            for event in events:
-                event.set()
-            for barrier in barriers:
-                barrier.abort()
-
-    threads = [threading.Thread(target=guarded, args=(t,), daemon=True) for t in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-    hung = [thread.name for thread in threads if thread.is_alive()]
-    assert not hung, f"threads {hung} still running after {TIMEOUT} s: deadlock"
-    if errors:
-        raise errors[0]
-
 
 def _assert_inplace_error(excinfo, op, version, expected):
     """The error backward gives for a saved tensor written in place: what, which op, which versions."""
@@ -93,18 +53,18 @@ def test_no_grad_in_one_thread_does_not_stop_another_from_recording():
         x = tg.randn(3, requires_grad=True)
         with tg.no_grad():
             a_inside.set()
-            _wait(b_recorded)  # stay inside no_grad() while B records its graph
+            wait(b_recorded)  # stay inside no_grad() while B records its graph
             seen["a_mode"] = tg.is_grad_enabled()
             seen["a_records"] = (x * 2).requires_grad
 
     def thread_b():
-        _wait(a_inside)
+        wait(a_inside)
         x = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
         seen["b_mode"] = tg.is_grad_enabled()
         seen["b_x"], seen["b_loss"] = x, (x * x).sum()
         b_recorded.set()
 
-    _run_in_threads(thread_a, thread_b, events=(a_inside, b_recorded))
+    run_in_threads(thread_a, thread_b, events=(a_inside, b_recorded))
     assert seen["a_mode"] is False and seen["a_records"] is False  # no_grad() still works where it was entered
     assert seen["b_mode"] is True, "thread A's no_grad() turned grad mode off in thread B"
     assert seen["b_loss"].grad_fn is not None, "thread B's ops recorded no graph"
@@ -135,26 +95,26 @@ def test_no_grad_left_in_interleaved_order_restores_each_threads_mode(form):
     def thread_a():
         with tg.no_grad():
             a_in.set()
-            _wait(b_in)
+            wait(b_in)
         seen["a_after_exit"] = tg.is_grad_enabled()
         a_out.set()
-        _wait(b_out)
+        wait(b_out)
         seen["a_at_end"] = tg.is_grad_enabled()
 
     def b_body():
         b_in.set()
-        _wait(a_out)
+        wait(a_out)
         seen["b_inside_after_a_left"] = tg.is_grad_enabled()
 
     b_under_no_grad = _inside_no_grad(form, b_body)
 
     def thread_b():
-        _wait(a_in)
+        wait(a_in)
         b_under_no_grad()
         seen["b_after_exit"] = tg.is_grad_enabled()
         b_out.set()
 
-    _run_in_threads(thread_a, thread_b, events=(a_in, b_in, a_out, b_out))
+    run_in_threads(thread_a, thread_b, events=(a_in, b_in, a_out, b_out))
     assert seen == {"a_after_exit": True, "b_inside_after_a_left": False, "b_after_exit": True, "a_at_end": True}
     assert tg.is_grad_enabled(), "grad mode left off in the main thread"
 
@@ -168,7 +128,7 @@ def test_a_new_thread_starts_with_the_default_modes_whatever_its_starter_had():
     tg.set_detect_anomaly(True)
     try:
         with tg.no_grad(), tg.scope("starter"):
-            _run_in_threads(fresh)
+            run_in_threads(fresh)
             assert (tg.is_grad_enabled(), tg.autograd.current_scope()) == (False, "starter")
     finally:
         tg.set_detect_anomaly(False)
@@ -183,19 +143,19 @@ def test_anomaly_mode_set_in_one_thread_does_not_reach_another():
         tg.set_detect_anomaly(True)
         try:
             a_on.set()
-            _wait(b_done)
+            wait(b_done)
             with pytest.raises(AnomalyError, match="mul"):
                 tg.tensor([np.nan]) * 1  # NaN from a NaN input: numpy itself stays silent
         finally:
             tg.set_detect_anomaly(False)
 
     def thread_b():
-        _wait(a_on)
+        wait(a_on)
         seen["b_mode"] = tg.is_anomaly_enabled()
         seen["b_value"] = (tg.tensor([np.nan]) * 1).numpy()  # no AnomalyError here
         b_done.set()
 
-    _run_in_threads(thread_a, thread_b, events=(a_on, b_done))
+    run_in_threads(thread_a, thread_b, events=(a_on, b_done))
     assert seen["b_mode"] is False
     assert np.isnan(seen["b_value"]).all()
     assert not tg.is_anomaly_enabled()
@@ -209,20 +169,20 @@ def test_one_no_grad_object_shared_by_two_threads_restores_each_threads_mode():
     def thread_a():  # enters with grad on
         with evaluating:
             a_in.set()
-            _wait(b_in)
+            wait(b_in)
         seen["a_after"] = tg.is_grad_enabled()
         a_out.set()
 
     def thread_b():  # enters with grad already off, and leaves after A
-        _wait(a_in)
+        wait(a_in)
         with tg.no_grad():
             with evaluating:
                 b_in.set()
-                _wait(a_out)
+                wait(a_out)
             seen["b_between"] = tg.is_grad_enabled()
         seen["b_after"] = tg.is_grad_enabled()
 
-    _run_in_threads(thread_a, thread_b, events=(a_in, b_in, a_out))
+    run_in_threads(thread_a, thread_b, events=(a_in, b_in, a_out))
     assert seen == {"a_after": True, "b_between": False, "b_after": True}
 
 
@@ -272,7 +232,7 @@ def test_forward_and_backward_in_one_thread_while_another_is_inside_backward(pau
 
     def hold_backward():  # runs inside thread 1's backward, which grad mode is off for
         in_backward.set()
-        _wait(thread_2_done)
+        wait(thread_2_done)
 
     def thread_1():
         x1 = tg.tensor(x1_data, requires_grad=True)
@@ -281,7 +241,7 @@ def test_forward_and_backward_in_one_thread_while_another_is_inside_backward(pau
         seen["x1_grad"] = x1.grad.numpy()
 
     def thread_2():
-        _wait(in_backward)
+        wait(in_backward)
         seen["mode_during_other_backward"] = tg.is_grad_enabled()
         x2, w2 = tg.tensor(x2_data, requires_grad=True), tg.tensor(w2_data, requires_grad=True)
         loss = _second_model_loss(x2, w2)
@@ -291,7 +251,7 @@ def test_forward_and_backward_in_one_thread_while_another_is_inside_backward(pau
             seen["x2_grad"], seen["w2_grad"] = x2.grad.numpy(), w2.grad.numpy()
         thread_2_done.set()
 
-    _run_in_threads(thread_1, thread_2, events=(in_backward, thread_2_done))
+    run_in_threads(thread_1, thread_2, events=(in_backward, thread_2_done))
     assert seen["mode_during_other_backward"] is True, "thread 1's backward turned grad mode off in thread 2"
     assert seen["recorded"], "thread 2 recorded no graph while thread 1 was in backward"
     np.testing.assert_allclose(seen["x2_grad"], want_x2, rtol=1e-6)
@@ -331,7 +291,7 @@ def test_scope_labels_of_two_threads_neither_mix_nor_grow():
         with tg.scope(label):
             record(y.sum())
 
-    _run_in_threads(lambda: worker("alpha", True), lambda: worker("beta", False), barriers=(barrier,))
+    run_in_threads(lambda: worker("alpha", True), lambda: worker("beta", False), barriers=(barrier,))
     assert set(scopes["alpha"]) == {"alpha"}, scopes["alpha"]
     assert set(scopes["beta"]) == {"beta"}, scopes["beta"]
     assert outside == {"alpha": [None] * rounds, "beta": [None] * rounds}
@@ -359,19 +319,19 @@ def test_one_scope_object_shared_by_two_threads_keeps_their_labels_apart():
     def thread_a():
         with shared:
             a_in.set()
-            _wait(b_in)  # B enters the same object (from inside its own scope) before A leaves
+            wait(b_in)  # B enters the same object (from inside its own scope) before A leaves
         seen["a_after"] = tg.autograd.current_scope()
         a_out.set()
 
     def thread_b():
-        _wait(a_in)
+        wait(a_in)
         with tg.scope("b"), shared:
             seen["b_inside"] = tg.autograd.current_scope()
             b_in.set()
-            _wait(a_out)
+            wait(a_out)
         seen["b_after"] = tg.autograd.current_scope()
 
-    _run_in_threads(thread_a, thread_b, events=(a_in, b_in, a_out))
+    run_in_threads(thread_a, thread_b, events=(a_in, b_in, a_out))
     assert seen == {"a_after": None, "b_inside": "b/shared", "b_after": None}
 
 
@@ -417,7 +377,7 @@ def test_two_models_trained_concurrently_match_training_them_one_after_the_other
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)  # hand the GIL over often, so the threads really interleave
     try:
-        _run_in_threads(trainer(0), trainer(1), barriers=(barrier,))
+        run_in_threads(trainer(0), trainer(1), barriers=(barrier,))
     finally:
         sys.setswitchinterval(switch)
     for i in range(2):

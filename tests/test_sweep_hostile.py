@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 from oracle import needs_torch, torch
+from threads import TIMEOUT, run_in_threads
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
@@ -93,22 +94,14 @@ def test_concurrent_backwards_through_one_retained_graph_all_count():
     loss.backward(retain_graph=True)
     first_x, first_w = x.grad.numpy().copy(), w.grad.numpy().copy()
     x.grad = w.grad = None
-    start, errors = threading.Barrier(6), []
+    start = threading.Barrier(6, timeout=TIMEOUT)
 
     def work():
-        try:
-            start.wait()
-            for _ in range(4):
-                loss.backward(retain_graph=True)
-        except BaseException as error:  # noqa: BLE001  (reported below)
-            errors.append(error)
+        start.wait()
+        for _ in range(4):
+            loss.backward(retain_graph=True)
 
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    run_in_threads(*[work] * 6, barriers=(start,))
     np.testing.assert_allclose(x.grad.numpy(), 24 * first_x, rtol=1e-12)
     np.testing.assert_allclose(w.grad.numpy(), 24 * first_w, rtol=1e-12)
 
@@ -259,21 +252,12 @@ def test_concurrent_backwards_through_a_walked_fused_lstm():
     first = x.grad.numpy().copy()
     list(tg.autograd.walk(loss))
     x.grad = None
-    errors = []
 
     def work():
-        try:
-            for _ in range(3):
-                loss.backward(retain_graph=True)
-        except BaseException as error:  # noqa: BLE001
-            errors.append(error)
+        for _ in range(3):
+            loss.backward(retain_graph=True)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    run_in_threads(*[work] * 4)
     np.testing.assert_allclose(x.grad.numpy(), 12 * first, rtol=1e-12)
 
 
