@@ -113,6 +113,10 @@ ROWS = [
         id="linear-1d"),
     row({"matmul"}, lambda a, b: a @ b, [(3, 4), (4, 2)], id="matmul"),
     row({"matmul"}, lambda a, b: a @ b, [(2, 1, 3, 4), (5, 4, 2)], id="matmul-batched-broadcast"),
+    row({"matmul"}, lambda a, b: (a @ b) * ramp(a, 3, 2, 5), [(3, 2, 4), (4, 5)], id="matmul-stack-times-matrix"),
+    row({"matmul", "permute"}, lambda a, b: (a.permute(1, 0, 2) @ b) * ramp(a, 2, 3, 5), [(3, 2, 4), (4, 5)],
+        id="matmul-strided-stack-times-matrix"),
+    row({"matmul"}, lambda a, b: (a @ b) * ramp(a, 2, 3, 5), [(2, 3, 4), (2, 4, 5)], id="matmul-stacks"),
     row({"matmul"}, lambda a, b: a @ b, [(4,), (4, 2)], id="matmul-vector-left"),
     row({"matmul"}, lambda a, b: a @ b, [(2, 3, 4), (4,)], id="matmul-vector-right"),
     # fused cell steps: x_proj, h (, c), w_hh (, b_hh); the LSTM's (2, B, H) output weighted per entry.

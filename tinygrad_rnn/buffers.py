@@ -62,8 +62,16 @@ def empty_like(array):
 
 
 def matmul(a, b):
-    """a @ b, into an array from the cache (a (T*B, 4H) projection is a new 4 MiB every step)."""
-    return get_array_module(a).matmul(a, b, out=empty(a.shape[:-1] + b.shape[-1:], a.dtype, a))
+    """a @ b for a matrix b, into an array from the cache (a (T*B, 4H) projection is a new 4 MiB
+    every step). A stack of rows (..., K) runs as one 2-d product: numpy multiplies a stack's
+    matrices one by one (a (64, 32, 65) by (65, 512) projection: 2.8 against 1.6 ms)."""
+    out = empty(a.shape[:-1] + b.shape[-1:], a.dtype, a)
+    xp = get_array_module(a)
+    if a.ndim > 2 and a.flags.c_contiguous:
+        xp.matmul(a.reshape(-1, a.shape[-1]), b, out=out.reshape(-1, out.shape[-1]))
+    else:
+        xp.matmul(a, b, out=out)
+    return out
 
 
 def empty_cache():

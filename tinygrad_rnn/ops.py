@@ -657,12 +657,19 @@ class MatMul(Function):
                              "cast one with .to(dtype)")
         grad_a, grad_b = self.parents
         self.save_for_backward(a if grad_b is not None else None, b if grad_a is not None else None)
-        return a @ b
+        self.one_matrix = b.ndim == 2  # a stack of rows (or one matrix) times one matrix
+        return buffers.matmul(a, b) if self.one_matrix else a @ b
 
     def backward(self, g):
         a, b = self.saved
-        ga = None if b is None else g @ b.swapaxes(-1, -2)
-        gb = None if a is None else a.swapaxes(-1, -2) @ g
+        if self.one_matrix:
+            # b's gradient as one (K, rows) @ (rows, N) product, not a stack of per-matrix products
+            # that sum_to then adds up (T times b's size in memory)
+            ga = None if b is None else buffers.matmul(g, b.T)
+            gb = None if a is None else a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+        else:
+            ga = None if b is None else g @ b.swapaxes(-1, -2)
+            gb = None if a is None else a.swapaxes(-1, -2) @ g
         return ga, gb
 
 
