@@ -371,3 +371,33 @@ def test_a_fresh_read_only_gradient_becomes_a_writable_grad():
     assert x.grad._data.flags.writeable
     nn.utils.clip_grad_norm_([x], 1.0)
     np.testing.assert_allclose(x.grad.numpy(), [0.7071068, 0.7071068], rtol=1e-6)
+
+
+# ---- a stack of rows times one matrix: one 2-d product, forward and backward ----------------------
+
+@needs_torch
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "only the matrix", "only the stack", "linear"])
+def test_stack_times_matrix_matches_torch(layout):
+    rng = np.random.default_rng(3)
+    a_np = rng.standard_normal((5, 3, 4)).astype(np.float32)
+    w_np = rng.standard_normal((4, 6)).astype(np.float32)
+    g_np = rng.standard_normal((3, 5, 6) if layout == "strided" else (5, 3, 6)).astype(np.float32)
+
+    def run(lib, make):
+        a = make(a_np, layout != "only the matrix")
+        w = make(w_np.T.copy() if layout == "linear" else w_np, layout != "only the stack")
+        left = a.permute(1, 0, 2) if layout == "strided" else a
+        if layout == "linear":
+            out = lib.nn.functional.linear(left, w)
+        else:
+            out = left @ w
+        (out * make(g_np, False)).sum().backward()
+        grads = [t.grad.numpy() if t.grad is not None else None for t in (a, w)]
+        return [out.detach().numpy()] + grads
+
+    ours = run(tg, lambda v, rg: tg.tensor(v, requires_grad=rg))
+    theirs = run(torch, lambda v, rg: torch.tensor(v, requires_grad=rg))
+    for mine, ref in zip(ours, theirs):
+        assert (mine is None) == (ref is None)
+        if ref is not None:
+            np.testing.assert_allclose(mine, ref, rtol=1e-5, atol=1e-5)
