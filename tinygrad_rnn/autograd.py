@@ -221,14 +221,14 @@ class ScopeLabel(str):
     parts = ()  # ((component, entry serial), ...), outermost first
 
 
-sequence = itertools.count()  # next() on a count is atomic: each recorded node's own number
+node_numbers = itertools.count()  # next() on a count is atomic: each recorded node's own number
 
 
 def reserve_sequence(n):
     """The first of n consecutive sequence numbers, for nodes made later that must sort between
     nodes made now (sequence.expand's steps, between a layer's node and its consumers). One C-level
     pass over the count, which no other thread can enter halfway (the GIL is not let go inside)."""
-    return max(itertools.islice(sequence, n), default=-1) - n + 1
+    return max(itertools.islice(node_numbers, n), default=-1) - n + 1
 
 
 _entries = itertools.count()  # next() on a count is atomic: serials are unique across threads
@@ -337,7 +337,7 @@ class Function:
     # "g", "o", "c", "h"; "r", "z", "n" for the GRU) and, on the first node of a step whose
     # incoming state had no graph, how it was cut ("zero": the default state, "detached").
     role = cut = None
-    # when recorded: next(sequence), above every node it was computed from (the sweep's order); a
+    # when recorded: next(node_numbers), above every node it was computed from (the sweep's order); a
     # private name, since a user's Function keeps its own state on itself (torch's _sequence_nr)
     _sequence_nr = -1
 

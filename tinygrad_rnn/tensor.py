@@ -27,7 +27,7 @@ _new = object.__new__
 _NO_PARENTS = [(None,) * n for n in range(8)]
 _grad_lock = threading.Lock()
 _SHAPES = {}  # the output shapes nodes record, interned: a kept graph of an unroll repeats a few shapes
-_next_seq = autograd.sequence.__next__
+_next_number = autograd.node_numbers.__next__
 _anomaly_threads = autograd.anomaly_threads  # empty unless some thread turned anomaly mode on
 ensure_array = backend.ensure_array
 # The seed of backward() from a scalar, made once per dtype: backwards never write into
@@ -840,7 +840,7 @@ def apply(op, *inputs, **kwargs):
     t._data = out if type(out) is first else ensure_array(out)
     t.grad = t._vc = t._view = None
     if record:
-        ctx._sequence_nr = _next_seq()
+        ctx._sequence_nr = _next_number()
         ctx.scope = _state.scope
         shape = out.shape  # a new tuple each time numpy is asked: nodes keep one per distinct shape
         interned = _SHAPES.get(shape)  # (not `or`: the 0-d shape () is falsy)
