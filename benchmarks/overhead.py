@@ -12,6 +12,7 @@ import time
 import timeit
 
 import numpy as np
+from common import banner, blas_threads, import_torch
 
 import tinygrad_rnn as tg
 
@@ -68,13 +69,11 @@ def main():
     a, b = (tg.tensor(x, requires_grad=True) for x in (a_np, b_np))
     candidates = {"numpy forward only (floor)": numpy_forward(a_np, b_np),
                   "tinygrad_rnn fwd+bwd": tinygrad_step(a, b)}
-    try:
-        import torch
-        torch.set_num_threads(1)
+    torch = import_torch(1)  # one thread: a 4x4 graph is all dispatch
+    banner(blas_threads(), torch)
+    if torch is not None:
         at, bt = (torch.tensor(x, requires_grad=True) for x in (a_np, b_np))
         candidates["torch fwd+bwd"] = torch_step(torch, at, bt)
-    except ImportError:
-        print("torch not installed: no torch reference in this run")
     results = per_iteration_us(candidates, args.repeat, args.number)
 
     print("((a*b)+a).sum().backward() on 4x4 float32, microseconds per iteration (best of repeats)")
