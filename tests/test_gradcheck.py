@@ -112,6 +112,12 @@ ROWS = [
     row({"linear"}, lambda x, w, b: tg.nn.functional.linear(x, w, b) * ramp(x, 2), [(4,), (2, 4), (2,)],
         id="linear-1d"),
     row({"matmul"}, lambda a, b: a @ b, [(3, 4), (4, 2)], id="matmul"),
+    row({"batchnorm"}, lambda x, w, b: tg.nn.functional.batch_norm(x, None, None, w, b, training=True)
+        * ramp(x, 5, 3), [(5, 3), (3,), (3,)], id="batchnorm"),
+    row({"batchnorm"}, lambda x, w, b: tg.nn.functional.batch_norm(x, None, None, w, b, training=True)
+        * ramp(x, 4, 3, 2), [(4, 3, 2), (3,), (3,)], id="batchnorm-3d"),
+    row({"batchnorm"}, lambda x: tg.nn.functional.batch_norm(x, None, None, training=True) * ramp(x, 6, 2),
+        [(6, 2)], id="batchnorm-no-affine"),
     row({"matmul"}, lambda a, b: a @ b, [(2, 1, 3, 4), (5, 4, 2)], id="matmul-batched-broadcast"),
     row({"matmul"}, lambda a, b: (a @ b) * ramp(a, 3, 2, 5), [(3, 2, 4), (4, 5)], id="matmul-stack-times-matrix"),
     row({"matmul", "permute"}, lambda a, b: (a.permute(1, 0, 2) @ b) * ramp(a, 2, 3, 5), [(3, 2, 4), (4, 5)],

@@ -144,3 +144,43 @@ def test_fused_lstm_keeps_float32_and_frees_what_it_saved():
     (out.sum() + c.sum()).backward()
     assert all(p.grad.dtype == np.float32 for p in lstm.parameters())
     assert all(n.fn.saved is None for n in tg.autograd.walk(out) if n.op == "lstmstep")
+
+
+# ---- BatchNorm: one node (ops.BatchNorm) when fused, its formula's ops otherwise ------------------
+
+@pytest.mark.parametrize("shape", [(6, 4), (5, 4, 3)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_fused_equals_op_by_op_forward_and_backward(shape, affine):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape) * 3 + 1
+    norms = []
+    for _ in range(2):
+        norm = tg.nn.BatchNorm1d(shape[1], affine=affine).double()
+        if affine:
+            norm.weight.data = tg.tensor(rng.standard_normal(shape[1]))
+            norm.bias.data = tg.tensor(rng.standard_normal(shape[1]))
+        norms.append(norm)
+    norms[1].load_state_dict(norms[0].state_dict())
+    results = both_paths(norms[0], [x], lambda m, t: [m(t), m(t * 2.0)])  # two batches: the buffers move
+    assert_same(results)
+    fused_norm = norms[0]
+    fused_norm.zero_grad()
+    with tg.nn.fused(True):
+        node = fused_norm(tg.tensor(x, requires_grad=True)).grad_fn
+    assert node.name == "batchnorm"
+    with tg.nn.fused(False):
+        assert norms[1](tg.tensor(x, requires_grad=True)).grad_fn.name != "batchnorm"
+
+
+def test_batchnorm_fused_buffers_match_the_op_by_op_path():
+    x = np.random.default_rng(5).standard_normal((8, 3)).astype(np.float32)
+    buffers = []
+    for mode in (True, False):
+        norm = tg.nn.BatchNorm1d(3)
+        with tg.nn.fused(mode):
+            for scale in (1.0, 3.0):
+                norm(tg.tensor(x * scale))
+        buffers.append((norm.running_mean.numpy(), norm.running_var.numpy(), norm.num_batches_tracked.item()))
+    np.testing.assert_allclose(buffers[0][0], buffers[1][0], rtol=1e-6)
+    np.testing.assert_allclose(buffers[0][1], buffers[1][1], rtol=1e-6)
+    assert buffers[0][2] == buffers[1][2] == 2

@@ -169,12 +169,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if count <= 1:
             raise ShapeError(f"batch_norm: expected more than 1 value per channel when training, "
                              f"got input shape {input.shape}")
+        if (weight is None) == (bias is None) and _fused_mode():  # one node (ops.BatchNorm)
+            mean, var, centred = P.batch_stats(input._data, axes)
+            _blend_stats(running_mean, running_var, mean, var, count, momentum)
+            affine = () if weight is None else (weight, bias)
+            return apply(P.BatchNorm, input, *affine, var=var, centred=centred, axes=axes, eps=float(eps))
         mean = input.mean(axes, keepdim=True)
         var = input.var(axes, keepdim=True, correction=0)
-        if running_mean is not None:
-            _blend(running_mean, mean._data.reshape(channels), momentum)
-        if running_var is not None:
-            _blend(running_var, var._data.reshape(channels) * (count / (count - 1)), momentum)
+        _blend_stats(running_mean, running_var, mean._data, var._data, count, momentum)
     else:
         mean, var = running_mean.detach().reshape(shape), running_var.detach().reshape(shape)
     out = (input - mean) / (var + eps).sqrt()
@@ -183,6 +185,13 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if bias is not None:
         out = out + bias.reshape(shape)
     return out
+
+
+def _fused_mode():
+    """tg.nn.fused's mode (BatchNorm is one node when fused, its formula's ops otherwise, as the
+    recurrent cells). Imported here: nn.cells imports this module."""
+    from .cells import is_fused
+    return is_fused()
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -220,6 +229,14 @@ def _check_parameter_dtypes(op, input, *tensors):
     if mixed:
         raise DTypeError(f"{op}: input is {input.dtype} but its parameters/buffers are "
                          f"{', '.join(sorted(mixed))}; cast the input or the module (.double()/.float())")
+
+
+def _blend_stats(running_mean, running_var, mean, var, count, momentum):
+    """The batch's mean and (unbiased, as torch) variance arrays into the running buffers given."""
+    if running_mean is not None:
+        _blend(running_mean, mean.reshape(-1), momentum)
+    if running_var is not None:
+        _blend(running_var, var.reshape(-1) * (count / (count - 1)), momentum)
 
 
 def _blend(buffer, batch_value, momentum):
