@@ -730,9 +730,9 @@ class BatchNorm(Function):
         x_hat = centred  # batch_stats' own array: written over
         x_hat *= inv_std
         self.axes, self.count = axes, x.size // x.shape[1]
-        if w is None:
+        if w is None:  # the output a copy: an in-place write on it must not reach what backward reads
             self.save_for_backward(x_hat, inv_std, None)
-            return x_hat
+            return x_hat.copy()
         shape = inv_std.shape
         out = xp.multiply(x_hat, w.reshape(shape))
         out += b.reshape(shape)

@@ -160,6 +160,16 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """
     if input.ndim not in (2, 3):
         raise ShapeError(f"batch_norm: expected 2D or 3D input (N, C) or (N, C, L), got shape {input.shape}")
+    if input.dtype.kind not in "fc":
+        raise DTypeError(f"batch_norm: expects a floating point input, got {input.dtype} (cast it with .float())")
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None and (not isinstance(t, Tensor) or t.shape != (input.shape[1],)):
+            what = t.shape if isinstance(t, Tensor) else type(t).__name__
+            raise ShapeError(f"batch_norm: {name} must be a tensor of shape ({input.shape[1]},) for an input of "
+                             f"shape {input.shape}, got {what}")
+    if not training and (running_mean is None or running_var is None):
+        raise InvalidValueError("batch_norm: running_mean and running_var must be given in evaluation mode "
+                                "(training=False); pass training=True to normalise by the batch")
     _check_parameter_dtypes("batch_norm", input, running_mean, running_var, weight, bias)
     channels = input.shape[1]
     axes = (0,) + tuple(range(2, input.ndim))
