@@ -339,3 +339,22 @@ def test_bad_buffers_and_eval_without_buffers_are_named_errors(fused):
             F.batch_norm(x, tg.zeros(4), tg.ones(3), training=True)
         with pytest.raises(ShapeError, match="weight must be a tensor"):
             F.batch_norm(x, None, None, np.ones(3, np.float32), None, training=True)
+
+
+def test_float16_statistics_are_summed_in_float32_as_torch_does():
+    """4000 float16 values near 100 sum past float16's 65504: the fused op works in float32 (the
+    composite formula under fused(False) still sums in float16, as before)."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((4000, 3)) * 3 + 100).astype(np.float16)
+    g = rng.standard_normal((4000, 3)).astype(np.float16)
+    x64 = x.astype(np.float64)
+    x_hat = (x64 - x64.mean(0)) / np.sqrt(x64.var(0) + 1e-5)
+    norm = nn.BatchNorm1d(3).half()
+    inp = tg.tensor(x, requires_grad=True)
+    out = norm(inp)
+    (out * tg.tensor(g)).sum().backward()
+    assert out.dtype == inp.grad.dtype == norm.weight.grad.dtype == norm.running_mean.dtype == np.float16
+    np.testing.assert_allclose(out.numpy().astype(np.float64), x_hat, atol=2e-2)
+    np.testing.assert_allclose(norm.weight.grad.numpy(), (g * x_hat).sum(0), rtol=2e-3)
+    np.testing.assert_allclose(norm.running_mean.numpy(), 0.1 * x64.mean(0), rtol=2e-3)
+    assert np.isfinite(inp.grad.numpy()).all()

@@ -705,6 +705,8 @@ def batch_stats(x, axes):
     """(mean, biased variance, x - mean) of x over `axes`, the first two in keepdims shape: what
     BatchNorm normalises by and what a BatchNorm1d blends into its running buffers."""
     xp = get_array_module(x)
+    if x.dtype == xp.float16:  # in float32, as torch: a float16 sum of 4000 values near 100 is inf
+        x = x.astype(xp.float32)
     count = x.size // x.shape[1]
     mean = x.sum(axes, keepdims=True) / count
     centred = buffers.empty_like(x)
@@ -720,7 +722,8 @@ class BatchNorm(Function):
     hand-written BatchNorm: x (N, C) or (N, C, L), and w, b (C,) both or neither; `var` and
     `centred` (x minus the batch mean) from batch_stats, which the caller also blends into its
     running buffers. Backward: d_x = w / std * (d - mean(d) - x_hat mean(d x_hat)), a few passes
-    over d instead of the composite formula's dozen nodes."""
+    over d instead of the composite formula's dozen nodes. A float16 input is worked in float32
+    (batch_stats' dtype) and its results cast back."""
 
     def forward(self, x, w=None, b=None, var=None, centred=None, axes=(0,), eps=1e-5):
         xp = get_array_module(x)
@@ -729,20 +732,21 @@ class BatchNorm(Function):
         xp.divide(1, inv_std, out=inv_std)
         x_hat = centred  # batch_stats' own array: written over
         x_hat *= inv_std
-        self.axes, self.count = axes, x.size // x.shape[1]
+        self.axes, self.count, self.dtype_in = axes, x.size // x.shape[1], x.dtype
         if w is None:  # the output a copy: an in-place write on it must not reach what backward reads
             self.save_for_backward(x_hat, inv_std, None)
-            return x_hat.copy()
+            return x_hat.astype(x.dtype)
         shape = inv_std.shape
         out = xp.multiply(x_hat, w.reshape(shape))
         out += b.reshape(shape)
         self.save_for_backward(x_hat, inv_std, w if self.parents[0] is not None else None)
-        return out
+        return out.astype(x.dtype, copy=False)
 
     def backward(self, g):
         x_hat, inv_std, w = self.saved
         needs = self.needs_input_grad
-        axes, shape = self.axes, inv_std.shape
+        axes, shape, low = self.axes, inv_std.shape, self.dtype_in
+        g = g.astype(x_hat.dtype, copy=False)
         d_b = g.sum(axes)
         d_w = (g * x_hat).sum(axes)
         d_x = None
@@ -752,9 +756,10 @@ class BatchNorm(Function):
             d_x += g
             d_x -= d_b.reshape(shape) / self.count
             d_x *= scale
+            d_x = d_x.astype(low, copy=False)
         if len(needs) == 1:
             return d_x
-        return d_x, d_w if needs[1] else None, d_b if needs[2] else None
+        return d_x, d_w.astype(low, copy=False) if needs[1] else None, d_b.astype(low, copy=False) if needs[2] else None
 
 
 # ---- fused recurrent cell steps ----------------------------------------------------------
