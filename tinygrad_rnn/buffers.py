@@ -49,7 +49,10 @@ def empty(shape, dtype, like):
         buffers = _buffers.setdefault(size, [])
         free = _free_indices(buffers)
         if free:
-            buffer = buffers[free[0]]
+            # the one handed out last (the list is kept in order of hand-out): the likeliest to be
+            # in the CPU's caches still, as malloc's last-freed block is
+            buffer = buffers.pop(free[-1])
+            buffers.append(buffer)
         else:
             _trim(_limit - size)
             buffer = np.empty(size, dtype=np.uint8)
