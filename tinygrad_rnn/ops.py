@@ -711,8 +711,8 @@ def batch_stats(x, axes):
     mean = x.sum(axes, keepdims=True) / count
     centred = buffers.empty_like(x)
     xp.subtract(x, mean, out=centred)
-    var = xp.einsum("ij,ij->j", centred, centred)[None] / count if x.ndim == 2 else \
-        (centred * centred).sum(axes, keepdims=True) / count
+    dims = "ijk"[:x.ndim]  # the sum of squares over every axis but the channels', with no temporary
+    var = xp.einsum(f"{dims},{dims}->j", centred, centred).reshape(mean.shape) / count
     return mean, var, centred
 
 

@@ -17,50 +17,17 @@ gate marked for the renderer), used under `with tg.nn.fused(False):`. They agree
 from __future__ import annotations
 
 import math
-import threading
 from collections import namedtuple
 
 from .. import ops as P
-from ..autograd import _Restoring, mark, scope
+from ..autograd import mark, scope
 from ..creation import zeros
 from ..errors import DTypeError, InvalidValueError, ShapeError
 from . import init
 from .functional import check_tensor, linear
+from .mode import fused, is_fused, set_fused  # noqa: F401  (nn re-exports them from here)
 from .module import Module, Parameter
 from ..tensor import apply
-
-
-class _FusedState(threading.local):
-    enabled = True  # every new thread's default
-
-
-_fused = _FusedState()
-
-
-class fused(_Restoring):  # noqa: N801  (a mode, named like no_grad)
-    """`with tg.nn.fused(False):` runs the recurrent layers and cells op by op (a node per gate: what
-    the renderer's op detail and per-gate gradchecks need); fused(True) one node per step. Per
-    thread, as grad mode; the default is fused."""
-
-    def __init__(self, mode=True):
-        self.mode = bool(mode)
-
-    def __enter__(self):
-        self._push(_fused.enabled)
-        _fused.enabled = self.mode
-        return self
-
-    def __exit__(self, *exc):
-        _fused.enabled = self._pop()
-
-
-def set_fused(mode):
-    """Switch fused cell steps on or off for this thread (see `fused`)."""
-    _fused.enabled = bool(mode)
-
-
-def is_fused():
-    return _fused.enabled
 
 
 def _recurrent(h, w_hh_t, b_hh, x_proj=None):
@@ -157,7 +124,7 @@ KINDS = {
 
 def _cell(kind, x, state, w_ih, w_hh, b_ih, b_hh):
     kind, x_proj = KINDS[kind], linear(x, w_ih, b_ih)
-    if _fused.enabled:
+    if is_fused():
         return kind.fused_step(x_proj, tuple(state), w_hh, b_hh)
     return kind.step(x_proj, tuple(state), w_hh.T, b_hh)
 

@@ -10,6 +10,7 @@ from .. import backend
 from .. import ops as P
 from ..backend import get_array_module
 from ..errors import DeviceError, DTypeError, InvalidValueError, OutOfRangeError, ShapeError
+from .mode import is_fused
 from ..tensor import Tensor, apply, get_xp, one_hot, where  # noqa: F401  (one_hot re-exported, as in torch)
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -179,7 +180,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if count <= 1:
             raise ShapeError(f"batch_norm: expected more than 1 value per channel when training, "
                              f"got input shape {input.shape}")
-        if (weight is None) == (bias is None) and _fused_mode():  # one node (ops.BatchNorm)
+        if (weight is None) == (bias is None) and is_fused():  # one node (ops.BatchNorm)
             mean, var, centred = P.batch_stats(input._data, axes)
             _blend_stats(running_mean, running_var, mean, var, count, momentum)
             affine = () if weight is None else (weight, bias)
@@ -195,13 +196,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if bias is not None:
         out = out + bias.reshape(shape)
     return out
-
-
-def _fused_mode():
-    """tg.nn.fused's mode (BatchNorm is one node when fused, its formula's ops otherwise, as the
-    recurrent cells). Imported here: nn.cells imports this module."""
-    from .cells import is_fused
-    return is_fused()
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
