@@ -474,36 +474,30 @@ def _is_node(parent):
 
 
 def _toposort(roots):
-    """(nodes, leaves): the Function nodes reachable from `roots`, each after every node it was
-    computed from, and the leaf tensors met on the way, in the order first met. What autograd.grad
-    prunes by (the sweep itself needs no sort: it goes by Function._sequence_nr).
+    """The Function nodes reachable from `roots`, each after every node it was computed from: what
+    autograd.grad prunes by (the sweep itself needs no sort: it goes by Function._sequence_nr).
 
     Iterative depth-first search, one pass, linear in the graph's size: no recursion
     limit on a 100k-step unroll.
     """
-    order, leaves, visited = [], [], set()
+    order, visited = [], set()
     append, mark = order.append, visited.add
     for root in roots:
-        if id(root) in visited:
+        if id(root) in visited or not isinstance(root, Function):
             continue
         mark(id(root))
-        if not isinstance(root, Function):
-            leaves.append(root)
-            continue
         stack = [root, iter(root.parents)]
         while stack:
             for parent in stack[-1]:
-                if parent is not None and id(parent) not in visited:
+                if parent is not None and id(parent) not in visited and isinstance(parent, Function):
                     mark(id(parent))
-                    if isinstance(parent, Function):
-                        stack.append(parent)
-                        stack.append(iter(parent.parents))
-                        break
-                    leaves.append(parent)
+                    stack.append(parent)
+                    stack.append(iter(parent.parents))
+                    break
             else:  # every parent placed: the node goes after them
                 stack.pop()
                 append(stack.pop())
-    return order, leaves
+    return order
 
 
 class _Sweep:
@@ -739,7 +733,7 @@ def run_backward(tensors, grads, retain_graph=False, capture=None):
                 sweep.arrive(target)
             sweep.send(target, grad)
         if capture is not None:
-            sweep.prune(_toposort(targets)[0])
+            sweep.prune(_toposort(targets))
         sweep.run()
         sweep.finish()
     finally:
