@@ -108,4 +108,4 @@ def report(results, reference, also=None):
         ratios = f"{median / floor:6.2f}x {reference}"
         if other:
             ratios += f"   {median / other:6.2f}x {also}"
-        print(f"  {name:24s} {median:9.1f} ms/step ({best:7.1f})   {ratios}")
+        print(f"  {name:27s} {median:9.1f} ms/step ({best:7.1f})   {ratios}")

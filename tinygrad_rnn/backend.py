@@ -7,6 +7,8 @@ call numpy directly) plugs in by registering one `Backend`.
 from __future__ import annotations
 
 import copy
+import functools
+import os
 
 import numpy as np
 
@@ -250,6 +252,75 @@ def scatter_add(target, index, values):
     """target[index] += values, adding repeated indices up (numpy's ufunc.at)."""
     _backend_of(target).scatter_add(target, index, values)
     return target
+
+
+# ---- the recurrent cells' pointwise kernels: numpy's (the default) or numba's JIT -----------
+
+_CELL_KERNELS = ("numpy", "numba")
+_cell_kernels = None  # the JIT kernels' module while "numba" is selected; None for numpy's
+
+
+def set_cell_kernels(name):
+    """Which code runs the recurrent cells' pointwise math (gates, state update and their backward)
+    on the CPU, process-wide: "numpy" (the default: ops.py's functions) or "numba" (numba_cells.py,
+    compiled on first use and cached on disk; needs `pip install 'tinygrad_rnn[jit]'`). The JIT
+    kernels take float32 arrays only and agree with numpy's to float32 rounding; other dtypes and
+    other devices keep numpy's (or cupy's) code. The environment variable TINYGRAD_RNN_CELL_KERNELS
+    sets it at import."""
+    global _cell_kernels
+    if name not in _CELL_KERNELS:
+        raise ValueError(f"set_cell_kernels: expected one of {', '.join(map(repr, _CELL_KERNELS))}, got {name!r}")
+    if name == "numpy":
+        _cell_kernels = None
+        return
+    try:
+        from . import numba_cells
+    except ImportError as e:
+        raise ImportError("set_cell_kernels('numba') needs numba, which is not installed "
+                          "(pip install 'tinygrad_rnn[jit]')") from e
+    _cell_kernels = numba_cells
+
+
+def get_cell_kernels():
+    """"numpy" or "numba": what set_cell_kernels selected."""
+    return "numpy" if _cell_kernels is None else "numba"
+
+
+class cell_kernels:  # noqa: N801  (used as a context manager, like no_grad)
+    """`with tg.cell_kernels("numba"):` selects the cell kernels inside the block (see set_cell_kernels)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.previous = get_cell_kernels()
+        set_cell_kernels(self.name)
+        return self
+
+    def __exit__(self, *exc):
+        set_cell_kernels(self.previous)
+
+
+def cell_kernel(fn):
+    """Marks one of ops' numpy cell functions: while "numba" is selected, its namesake in numba_cells
+    runs instead, unless that declines the arguments (returns NotImplemented: not float32 numpy
+    arrays of the expected shapes)."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def run(*args):
+        kernels = _cell_kernels
+        if kernels is not None:
+            out = getattr(kernels, name)(*args)
+            if out is not NotImplemented:
+                return out
+        return fn(*args)
+
+    return run
+
+
+if os.environ.get("TINYGRAD_RNN_CELL_KERNELS"):
+    set_cell_kernels(os.environ["TINYGRAD_RNN_CELL_KERNELS"])
 
 
 # Host-side random numbers: generating on the host and moving keeps a seed's
