@@ -15,6 +15,7 @@ def parser(doc, steps):
     p.add_argument("--steps", type=int, default=steps, help="timed training steps per implementation")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps before each block of 5")
     p.add_argument("--threads", type=int, default=None, help="BLAS/torch threads (default: numpy's)")
+    p.add_argument("--no-jit", action="store_true", help="leave out the tg.kernels('numba') row")
     return p
 
 
@@ -109,3 +110,25 @@ def report(results, reference, also=None):
         if other:
             ratios += f"   {median / other:6.2f}x {also}"
         print(f"  {name:27s} {median:9.1f} ms/step ({best:7.1f})   {ratios}")
+
+
+def under(mode, step):
+    """step run inside the context manager `mode()` (tg.nn.fused(False), tg.kernels("numba"))."""
+    def run():
+        with mode():
+            return step()
+    return run
+
+
+def jit_row(args):
+    """The context for a numba-kernels row (tg.kernels("numba")), or None: with --no-jit, or where
+    numba is not installed (which it says)."""
+    if args.no_jit:
+        return None
+    import tinygrad_rnn as tg
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        print("numba is not installed: no numba-kernels row (pip install 'tinygrad_rnn[jit]')")
+        return None
+    return lambda: tg.kernels("numba")

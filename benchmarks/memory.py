@@ -15,7 +15,7 @@ import tracemalloc
 
 import numpy as np
 import rnn
-from common import banner, blas_threads
+from common import banner, blas_threads, under
 
 import tinygrad_rnn as tg
 
@@ -54,7 +54,7 @@ def main():
         ours, model = rnn.tinygrad_step(args.hidden, inputs, targets)
         floor = peak_mib(rnn.numpy_step(rnn.numpy_params(model), inputs, targets))[0]
         fused, held, cached = peak_mib(ours)
-        plain = peak_mib(rnn.under(lambda: tg.nn.fused(False), ours))[0]
+        plain = peak_mib(under(lambda: tg.nn.fused(False), ours))[0]
         print(f"  {steps:5d} {floor:13.1f} {fused:13.1f} {plain:10.1f} {fused / floor:6.2f}x  "
               f"{held:.2f} MiB ({cached:.0f} MiB)")
 

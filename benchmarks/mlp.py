@@ -6,15 +6,17 @@ Model: Linear(784, 512) -> BatchNorm1d -> ReLU -> Linear(512, 512) -> BatchNorm1
 Linear(512, 10) -> cross-entropy (mean over batch 128), then an Adam step. All float32, train mode.
 Implementations, on the same weights and data:
   tinygrad_rnn   nn.Sequential of nn.Linear / nn.BatchNorm1d / nn.ReLU, F.cross_entropy, optim.Adam
+  tinygrad_rnn numba kernels  the same under tg.kernels("numba"): Adam's update in one JIT pass
+                 (tinygrad_rnn/jit/adam.py), when numba is installed (--no-jit leaves it out)
   numpy manual   numpy_mlp.py: hand-written backward, the floor for a numpy engine
   torch          the same model in torch (own block)
-The two numpy-based ones take turns round by round; torch runs in its own block afterwards.
+The numpy-based ones take turns round by round; torch runs in its own block afterwards.
 tests/test_benchmark_references.py checks the numpy floor against tinygrad_rnn on identical weights.
 """
 import numpy as np
 import numpy_mlp
 from common import parser as common_parser
-from common import banner, blas_threads, import_torch, report, time_ms
+from common import banner, blas_threads, import_torch, jit_row, report, time_ms, under
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn, optim
@@ -93,6 +95,11 @@ def main():
     model = build(nn)
     params, buffers = state_arrays(model)  # copied before any step: every implementation starts equal
     steps = {"numpy manual": numpy_step(params, buffers, x, targets), "tinygrad_rnn": tinygrad_step(model, x, targets)}
+    jit = jit_row(args)
+    if jit:
+        jit_model = build(nn)
+        jit_model.load_state_dict(model.state_dict())
+        steps["tinygrad_rnn numba kernels"] = under(jit, tinygrad_step(jit_model, x, targets))
     first_losses = {name: step() for name, step in steps.items()}
     results = time_ms(steps, args.steps, args.warmup)
     if torch is not None:

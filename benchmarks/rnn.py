@@ -8,8 +8,8 @@ Model: one-hot characters (vocab 65) -> LSTM/GRU/RNN(65, hidden) -> Linear(hidde
 Implementations, on the same weights and data:
   tinygrad_rnn           nn.LSTM (GRU, RNN), nn.Linear, cross_entropy, clip_grad_norm_, optim.Adam: the default,
                          each layer's loop over time in one node (tinygrad_rnn/sequence.py)
-  tinygrad_rnn numba kernels  the same under tg.cell_kernels("numba"): the gate math JIT-compiled
-                         (tinygrad_rnn/numba_cells.py), when numba is installed
+  tinygrad_rnn numba kernels  the same under tg.kernels("numba"): the gate math and Adam's update
+                         JIT-compiled (tinygrad_rnn/jit/), when numba is installed (--no-jit: left out)
   tinygrad_rnn op-by-op  the same under tg.nn.fused(False): a node per gate
   numpy manual           numpy_lstm.py / numpy_gru_rnn.py: hand-written BPTT, the floor for a numpy engine
   torch nn.LSTM          the fused C++ layer (own block)
@@ -22,7 +22,7 @@ import numpy as np
 import numpy_gru_rnn
 import numpy_lstm
 from common import parser as common_parser
-from common import banner, blas_threads, import_torch, report, time_ms
+from common import banner, blas_threads, import_torch, jit_row, report, time_ms, under
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn, optim
@@ -149,36 +149,17 @@ def check_numpy_floor_gradients(cell="lstm"):
         np.testing.assert_allclose(grads[name], grad, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
-def under(mode, step):
-    """step run inside the context manager `mode()` (tg.nn.fused(False), tg.cell_kernels("numba"))."""
-    def run():
-        with mode():
-            return step()
-    return run
-
-
-def numba_available():
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def main():
     parser = common_parser(__doc__, steps=10)
     parser.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"], choices=sorted(CELLS))
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--no-op-by-op", action="store_true", help="leave out the tg.nn.fused(False) row")
-    parser.add_argument("--no-jit", action="store_true", help="leave out the tg.cell_kernels('numba') row")
     args = parser.parse_args()
 
     threads = blas_threads(args.threads)
     torch = import_torch(threads)
     banner(threads, torch)
-    jit = not args.no_jit and numba_available()
-    if not args.no_jit and not jit:
-        print("numba is not installed: no numba-kernels row (pip install 'tinygrad_rnn[jit]')")
+    jit = jit_row(args)
     for cell in args.cells:
         check_numpy_floor_gradients(cell)
     print(f"char-RNN training step: vocab {VOCAB}, batch {BATCH}, seq {STEPS}, float32, Adam + clip {CLIP}; "
@@ -190,7 +171,7 @@ def main():
         ours_step, model = tinygrad_step(hidden, inputs, targets, cell)
         weights = numpy_params(model)  # copied before any step: every implementation starts equal
         steps = {"numpy manual": numpy_step(weights, inputs, targets, cell), "tinygrad_rnn": ours_step}
-        variants = {"tinygrad_rnn numba kernels": lambda: tg.cell_kernels("numba")} if jit else {}
+        variants = {"tinygrad_rnn numba kernels": jit} if jit else {}
         if not args.no_op_by_op:
             variants["tinygrad_rnn op-by-op"] = lambda: nn.fused(False)
         for name, mode in variants.items():

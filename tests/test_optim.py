@@ -493,3 +493,40 @@ def test_lbfgs_strong_wolfe_on_rosenbrock_matches_torch(lr):
         np.testing.assert_allclose(xy, xy_t, rtol=1e-9, atol=1e-12)
     final = ours[-1][1]
     assert _rosenbrock(final) < 0.2 * ours[0][0]  # it did descend the valley
+
+
+# ---- a 0-d parameter; a .grad that does not fit its parameter -------------------------------
+
+@needs_torch
+@pytest.mark.parametrize("name,kwargs", [("Adam", {}), ("Adam", {"amsgrad": True, "maximize": True}),
+                                         ("AdamW", {"weight_decay": 0.1}), ("Adam", {"weight_decay": 0.1}),
+                                         ("SGD", {"lr": 0.1, "momentum": 0.9}), ("RMSprop", {})])
+def test_zero_d_parameter_steps_as_torch(name, kwargs):
+    """A scalar parameter (a temperature, a gate bias): numpy turns 0-d arithmetic into scalars,
+    which Adam's in-place scratch arrays once refused (TypeError: return arrays must be of ArrayType)."""
+    ours, theirs = Parameter(tg.tensor(0.7)), torch.nn.Parameter(torch.tensor(0.7))
+    opt, opt_t = getattr(optim, name)([ours], **kwargs), getattr(torch.optim, name)([theirs], **kwargs)
+    for k in range(5):
+        for p, o in ((ours, opt), (theirs, opt_t)):
+            o.zero_grad()
+            (p * p * (k + 1.5)).backward()
+            o.step()
+    np.testing.assert_allclose(ours.item(), theirs.item(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("grad,error,words", [
+    (np.ones(1, np.float32), ShapeError, "shape (3,), float32 on cpu has a .grad of shape (1,), float32"),
+    (np.ones((3, 1), np.float32), ShapeError, "shape (3, 1)"),
+    (np.ones(3, np.float64), tg.DTypeError, "has a .grad of shape (3,), float64"),
+])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
+def test_step_names_a_gradient_that_does_not_fit(grad, error, words, name):
+    """A (1,) gradient would broadcast over the whole parameter without a word; torch refuses to
+    assign it. The step names both shapes and dtypes, and leaves the parameter as it was."""
+    p = Parameter(tg.tensor(np.arange(3, dtype=np.float32)))
+    p.grad = tg.tensor(grad)
+    opt = getattr(optim, name)([p], lr=0.1)
+    with pytest.raises(error) as info:
+        opt.step()
+    assert words in str(info.value)
+    np.testing.assert_array_equal(p.numpy(), [0, 1, 2])

@@ -254,64 +254,63 @@ def scatter_add(target, index, values):
     return target
 
 
-# ---- the recurrent cells' pointwise kernels: numpy's (the default) or numba's JIT -----------
+# ---- JIT kernels: numpy's functions (the default) or numba's, per pointwise routine ---------
 
-_CELL_KERNELS = ("numpy", "numba")
-_cell_kernels = None  # the JIT kernels' module while "numba" is selected; None for numpy's
+_KERNELS = ("numpy", "numba")
+_kernels = None  # the tinygrad_rnn.jit package while "numba" is selected; None for numpy's code
 
 
-def set_cell_kernels(name):
-    """Which code runs the recurrent cells' pointwise math (gates, state update and their backward)
-    on the CPU, process-wide: "numpy" (the default: ops.py's functions) or "numba" (numba_cells.py,
-    compiled on first use and cached on disk; needs `pip install 'tinygrad_rnn[jit]'`). The JIT
-    kernels take float32 arrays only and agree with numpy's to float32 rounding; other dtypes and
-    other devices keep numpy's (or cupy's) code. The environment variable TINYGRAD_RNN_CELL_KERNELS
-    sets it at import."""
-    global _cell_kernels
-    if name not in _CELL_KERNELS:
-        raise ValueError(f"set_cell_kernels: expected one of {', '.join(map(repr, _CELL_KERNELS))}, got {name!r}")
+def set_kernels(name):
+    """Which code runs the pointwise routines that have a JIT version (the recurrent cells' gate math
+    and its backward, Adam's update) on the CPU, process-wide: "numpy" (the default) or "numba"
+    (tinygrad_rnn/jit/, compiled on first use and cached on disk; needs `pip install
+    'tinygrad_rnn[jit]'`). The JIT kernels take float32 arrays only; other dtypes and other devices
+    keep numpy's (or cupy's) code. The environment variable TINYGRAD_RNN_KERNELS sets it at import."""
+    global _kernels
+    if name not in _KERNELS:
+        raise ValueError(f"set_kernels: expected one of {', '.join(map(repr, _KERNELS))}, got {name!r}")
     if name == "numpy":
-        _cell_kernels = None
+        _kernels = None
         return
     try:
-        from . import numba_cells
+        from . import jit
     except ImportError as e:
-        raise ImportError("set_cell_kernels('numba') needs numba, which is not installed "
+        raise ImportError("set_kernels('numba') needs numba, which is not installed "
                           "(pip install 'tinygrad_rnn[jit]')") from e
-    _cell_kernels = numba_cells
+    _kernels = jit
 
 
-def get_cell_kernels():
-    """"numpy" or "numba": what set_cell_kernels selected."""
-    return "numpy" if _cell_kernels is None else "numba"
+def get_kernels():
+    """"numpy" or "numba": what set_kernels selected."""
+    return "numpy" if _kernels is None else "numba"
 
 
-class cell_kernels:  # noqa: N801  (used as a context manager, like no_grad)
-    """`with tg.cell_kernels("numba"):` selects the cell kernels inside the block (see set_cell_kernels)."""
+class kernels:  # noqa: N801  (used as a context manager, like no_grad)
+    """`with tg.kernels("numba"):` selects the JIT kernels inside the block (see set_kernels)."""
 
     def __init__(self, name):
         self.name = name
 
     def __enter__(self):
-        self.previous = get_cell_kernels()
-        set_cell_kernels(self.name)
+        self.previous = get_kernels()
+        set_kernels(self.name)
         return self
 
     def __exit__(self, *exc):
-        set_cell_kernels(self.previous)
+        set_kernels(self.previous)
 
 
-def cell_kernel(fn):
-    """Marks one of ops' numpy cell functions: while "numba" is selected, its namesake in numba_cells
-    runs instead, unless that declines the arguments (returns NotImplemented: not float32 numpy
-    arrays of the expected shapes)."""
+def jit_kernel(fn):
+    """Marks a numpy routine that has a JIT version: while "numba" is selected, its namesake in
+    tinygrad_rnn.jit runs instead, unless that declines the arguments (returns NotImplemented: not
+    float32 numpy arrays of the shapes it takes)."""
     name = fn.__name__
 
     @functools.wraps(fn)
     def run(*args):
-        kernels = _cell_kernels
-        if kernels is not None:
-            out = getattr(kernels, name)(*args)
+        jit = _kernels
+        if jit is not None:
+            out = getattr(jit, name)(*args)
             if out is not NotImplemented:
                 return out
         return fn(*args)
@@ -319,8 +318,8 @@ def cell_kernel(fn):
     return run
 
 
-if os.environ.get("TINYGRAD_RNN_CELL_KERNELS"):
-    set_cell_kernels(os.environ["TINYGRAD_RNN_CELL_KERNELS"])
+if os.environ.get("TINYGRAD_RNN_KERNELS"):
+    set_kernels(os.environ["TINYGRAD_RNN_KERNELS"])
 
 
 # Host-side random numbers: generating on the host and moving keeps a seed's

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import buffers
 from .autograd import Function, MatmulGrad, SparseGrad
-from .backend import cell_kernel, device_of, get_array_module, on_host, quietly, to_device
+from .backend import jit_kernel, device_of, get_array_module, on_host, quietly, to_device
 from .errors import DTypeError, ShapeError
 
 REGISTRY = {}  # name -> Function subclass; the gradcheck suite demands a row for each
@@ -857,7 +857,7 @@ _LSTM_SCALE, _LSTM_SHIFT = (0.5, 0.5, 1.0, 0.5), (0.5, 0.5, 0.0, 0.5)
 _LSTM_DERIV_A, _LSTM_DERIV_B = (1.0, 1.0, 0.0, 1.0), (0.0, 0.0, 1.0, 0.0)
 
 
-@cell_kernel
+@jit_kernel
 def lstm_activate_(gates, c, h_out, c_out, tanh_c_out):
     """The LSTM cell after its matmul: gates (B, 4H) pre-activations -> activations, in place; then
     c' = f*c + i*g into c_out, tanh(c') into tanh_c_out, h' = o*tanh(c') into h_out."""
@@ -874,7 +874,7 @@ def lstm_activate_(gates, c, h_out, c_out, tanh_c_out):
     xp.multiply(o, tanh_c_out, out=h_out)
 
 
-@cell_kernel
+@jit_kernel
 def lstm_backward(gates, c, tanh_c, d_h_new, d_c_new, d_pre):
     """The LSTM cell's backward to its pre-activations, into d_pre (B, 4H), from the gradients
     reaching h' and c'. Returns the gradient reaching c. d_pre may be `gates` itself: every gate is
@@ -927,7 +927,7 @@ class LSTMStep(Function):
         return _input_grad(needs, d_pre, self.x_shape, self.step), d_h, d_c if needs[2] else None, d_w
 
 
-@cell_kernel
+@jit_kernel
 def gru_activate(x, h, hp, rz_out, n_out, h_out):
     """The GRU cell after its matmul: x (B, 3H) input projection, hp = h W_hh^T (+ b_hh) (B, 3H) ->
     sigmoid(r, z) into rz_out (B, 2H), n into n_out, h' = n + z*(h - n) into h_out."""
@@ -942,7 +942,7 @@ def gru_activate(x, h, hp, rz_out, n_out, h_out):
     out += n
 
 
-@cell_kernel
+@jit_kernel
 def gru_backward(grad, rz, n, h_n, h, d_pre):
     """The GRU cell's backward to its input-side pre-activations (d_r, d_z, d_n) into d_pre (B, 3H),
     from the gradient reaching h'. The hidden side is the same with d_n times r."""

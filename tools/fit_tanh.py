@@ -1,4 +1,4 @@
-"""Fit the rational tanh that tinygrad_rnn/numba_cells.py evaluates in float32, and report its error.
+"""Fit the rational tanh that tinygrad_rnn/jit/cells.py evaluates in float32, and report its error.
 
 tanh(x) ~ x * P(x^2) / Q(x^2) on [0, 9], P of degree 5, Q of degree 3 with Q(0) = 1, the relative
 error minimised by Sanathanan-Koerner iteration (a linear least-squares fit reweighted by the last

@@ -1,7 +1,7 @@
 """Adam (L2 weight decay added to the gradient) and AdamW (weight decay decoupled from it)."""
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import ensure_array, get_array_module, jit_kernel
 from .optimizer import Optimizer, check_nonnegative
 
 
@@ -48,7 +48,7 @@ class Adam(Optimizer):
         beta1, beta2 = (float(b) for b in group["betas"])
         xp = get_array_module(param._data)
         if group["maximize"]:
-            grad = -grad
+            grad = ensure_array(-grad)  # numpy makes a 0-d array's negation a scalar
         state = self.state.setdefault(param, {})
         if not state:
             state["step"] = 0.0
@@ -61,25 +61,12 @@ class Adam(Optimizer):
             if group["decoupled_weight_decay"]:
                 param._data *= 1 - lr * weight_decay
             else:
-                grad = grad + weight_decay * param._data
-        # In place on the state arrays, with two scratch arrays: the same operations in the same order
-        # as torch's formulas (so the same rounding), without a temporary per term.
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        scratch = _lerp_(exp_avg, grad, 1 - beta1, xp)
-        exp_avg_sq *= beta2
-        xp.multiply(grad, 1 - beta2, out=scratch)
-        scratch *= grad
-        exp_avg_sq += scratch
+                grad = ensure_array(grad + weight_decay * param._data)
         step_size = lr / (1 - beta1 ** step)
         bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
-        if group["amsgrad"]:
-            exp_avg_sq = xp.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-        denom = xp.sqrt(exp_avg_sq)
-        denom /= bias_correction2_sqrt
-        denom += eps
-        xp.multiply(exp_avg, -step_size, out=scratch)
-        scratch /= denom
-        param._data += scratch
+        adam_update_(param._data, grad, state["exp_avg"], state["exp_avg_sq"],
+                     state["max_exp_avg_sq"] if group["amsgrad"] else None, 1 - beta1, beta2, step_size,
+                     bias_correction2_sqrt, eps)
 
 
 class AdamW(Adam):
@@ -102,10 +89,33 @@ class AdamW(Adam):
                          decoupled_weight_decay=True)
 
 
+@jit_kernel
+def adam_update_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight, beta2, step_size, bias_correction2_sqrt,
+                 eps):
+    """One Adam step on the arrays, in place: the moments (weight = 1 - beta1 for the first's lerp,
+    max_exp_avg_sq None without amsgrad), then the parameter. With two scratch arrays and the same
+    operations in the same order as torch's formulas (so the same rounding), without a temporary
+    per term. tinygrad_rnn.jit has it in one pass."""
+    xp = get_array_module(param)
+    scratch = _lerp_(exp_avg, grad, weight, xp)
+    exp_avg_sq *= beta2
+    xp.multiply(grad, 1 - beta2, out=scratch)
+    scratch *= grad
+    exp_avg_sq += scratch
+    if max_exp_avg_sq is not None:
+        exp_avg_sq = xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+    denom = xp.sqrt(exp_avg_sq)
+    denom /= bias_correction2_sqrt
+    denom += eps
+    xp.multiply(exp_avg, -step_size, out=scratch)
+    scratch /= denom
+    param += scratch
+
+
 def _lerp_(start, end, weight, xp):
     """start <- torch.lerp(start, end, weight) in place, by its two-branch formula (each branch exact
     at its own end); returns the scratch array it used."""
-    scratch = xp.subtract(end, start)
+    scratch = xp.subtract(end, start, out=xp.empty_like(start))  # an array even for 0-d (numpy gives a scalar)
     if abs(weight) < 0.5:
         scratch *= weight
         start += scratch

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import enable_grad, no_grad
-from ..errors import ShapeError
+from ..errors import DeviceError, DTypeError, ShapeError
 from ..tensor import Tensor
 
 
@@ -103,7 +103,7 @@ class Optimizer:
             for group in self.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
-                        self._update(p, p.grad._data, group)
+                        self._update(p, _checked_grad(p), group)
                         p._bump_version()  # a graph that saved p before this step must not use it after
         return loss
 
@@ -197,3 +197,20 @@ def check_nonnegative(**hyperparameters):
     for name, value in hyperparameters.items():
         if not 0.0 <= value:
             raise ValueError(f"Invalid {name.replace('_', ' ')} value: {value}")
+
+
+def _checked_grad(param):
+    """param.grad's array, when it has the parameter's shape, dtype and device. torch refuses to
+    assign any other; here `.grad` is a plain attribute, so the step checks: a (1,) gradient would
+    otherwise broadcast over the whole parameter in silence, and a float64 one reach numpy's cast
+    error inside the update."""
+    grad, data = param.grad._data, param._data
+    if grad.shape == data.shape and grad.dtype == data.dtype and type(grad) is type(data):
+        return grad
+    if type(grad) is not type(data) or backend.device_of(grad) != backend.device_of(data):
+        error = DeviceError
+    else:
+        error = ShapeError if grad.shape != data.shape else DTypeError
+    raise error(f"optimizer step: a parameter of shape {tuple(data.shape)}, {data.dtype} on "
+                f"{backend.device_of(data)} has a .grad of shape {tuple(grad.shape)}, {grad.dtype} on "
+                f"{backend.device_of(grad)}; a gradient must match its parameter's shape, dtype and device")

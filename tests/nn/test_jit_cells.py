@@ -1,11 +1,7 @@
-"""The numba cell kernels (tg.set_cell_kernels("numba"), tinygrad_rnn/numba_cells.py) against numpy's
+"""The numba cell kernels (tg.set_kernels("numba"), tinygrad_rnn/jit/cells.py) against numpy's
 cell functions (ops.py, the default) and torch: each kernel on its own, with extreme values, views
 and the arguments it must decline; every recurrent layer and cell through them, forward and every
-gradient; threads; the switch's API and its errors. Skipped where numba is not installed."""
-import os
-import subprocess
-import sys
-
+gradient; threads. Skipped where numba is not installed."""
 import numpy as np
 import pytest
 from oracle import needs_torch, torch
@@ -14,7 +10,8 @@ from threads import run_in_threads
 import tinygrad_rnn as tg
 from tinygrad_rnn import ops
 
-numba_cells = pytest.importorskip("tinygrad_rnn.numba_cells", reason="numba (the jit extra) is not installed")
+jit = pytest.importorskip("tinygrad_rnn.jit", reason="numba (the jit extra) is not installed")
+from tinygrad_rnn.jit import cells  # noqa: E402
 
 TANH_ERROR = 4e-7  # the rational tanh's largest distance from tanh in float32 (tools/fit_tanh.py: 3.4e-7)
 
@@ -28,7 +25,7 @@ def both(call):
     """call() under numpy's kernels, then under numba's -> (numpy's result, numba's)."""
     results = []
     for name in ("numpy", "numba"):
-        with tg.cell_kernels(name):
+        with tg.kernels(name):
             results.append(call())
     return results
 
@@ -41,7 +38,7 @@ def close(a, b, scale=1.0):
 
 def jit_tanh(x):
     out = np.array(x, dtype=np.float32)
-    numba_cells._tanh_(out)
+    cells._tanh_(out)
     return out
 
 
@@ -195,7 +192,7 @@ def spy_kernels(monkeypatch):
             return out
         return run
     for name in ("lstm_activate_", "lstm_backward", "gru_activate", "gru_backward"):
-        monkeypatch.setattr(numba_cells, name, spy(name, getattr(numba_cells, name)))
+        monkeypatch.setattr(jit, name, spy(name, getattr(jit, name)))
     return calls
 
 
@@ -218,7 +215,7 @@ def test_declined_arguments_run_numpys_code(rng, monkeypatch, case):
         return [np.asarray(a) for a in [g] + outs]
     ref = both(forward)[0]
     calls = spy_kernels(monkeypatch)
-    with tg.cell_kernels("numba"):
+    with tg.kernels("numba"):
         jit = forward()
     assert calls == []
     for a, b in zip(ref, jit):
@@ -228,7 +225,7 @@ def test_declined_arguments_run_numpys_code(rng, monkeypatch, case):
 def test_float32_does_reach_the_kernels(rng, monkeypatch):
     calls = spy_kernels(monkeypatch)
     layer = tg.nn.LSTM(3, 4)
-    with tg.cell_kernels("numba"):
+    with tg.kernels("numba"):
         layer(tg.tensor(rng.standard_normal((5, 2, 3)).astype(np.float32)))[0].sum().backward()
         tg.nn.GRU(3, 4)(tg.tensor(rng.standard_normal((5, 2, 3)).astype(np.float32)))[0].sum().backward()
     assert calls.count("lstm_activate_") == 5 and calls.count("lstm_backward") == 5
@@ -246,7 +243,7 @@ def layer_values(cls, kernels, *, num_layers, bidirectional, batch_first, length
     rng = np.random.default_rng(1)
     x = tg.tensor(rng.standard_normal((3, 7, 4) if batch_first else (7, 3, 4)).astype(np.float32),
                   requires_grad=True)
-    with tg.cell_kernels(kernels), tg.nn.fused(fused):
+    with tg.kernels(kernels), tg.nn.fused(fused):
         out, final = layer(x, lengths=lengths)
         finals = final if isinstance(final, tuple) else (final,)
         weights = [tg.tensor(rng.standard_normal(t.shape).astype(np.float32)) for t in (out, *finals)]
@@ -290,7 +287,7 @@ def test_layers_match_torch(cell):
     theirs = getattr(torch.nn, cell.upper())(5, 8, 2, bidirectional=True)
     theirs.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in ours.state_dict().items()})
     x = np.random.default_rng(2).standard_normal((9, 4, 5)).astype(np.float32)
-    with tg.cell_kernels("numba"):
+    with tg.kernels("numba"):
         xs = tg.tensor(x, requires_grad=True)
         out, _ = ours(xs)
         (out * out).sum().backward()
@@ -316,7 +313,7 @@ def test_training_follows_the_numpy_kernels():
         x = tg.tensor(np.eye(6, dtype=np.float32)[tokens[:-1]])
         y = tg.tensor(tokens[1:].reshape(-1))
         losses = []
-        with tg.cell_kernels(kernels):
+        with tg.kernels(kernels):
             for _ in range(20):
                 opt.zero_grad()
                 loss = tg.nn.functional.cross_entropy(head(model(x)[0].reshape(-1, 16)), y)
@@ -342,7 +339,7 @@ def test_threads_get_the_same_numbers():
         out.sum().backward()
         return out.numpy(), xs.grad.numpy()
     models = [model(seed) for seed in range(4)]  # made in turn: the seed's generator is global
-    with tg.cell_kernels("numba"):
+    with tg.kernels("numba"):
         alone = [run(*m) for m in models]
         together = [None] * 4
 
@@ -354,52 +351,3 @@ def test_threads_get_the_same_numbers():
     for a, b in zip(alone, together):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
-
-
-# ---- the switch ------------------------------------------------------------------------
-
-def test_switch_selects_and_restores():
-    assert tg.get_cell_kernels() == "numpy"  # the default
-    with tg.cell_kernels("numba"):
-        assert tg.get_cell_kernels() == "numba"
-        with pytest.raises(RuntimeError):
-            with tg.cell_kernels("numpy"):
-                assert tg.get_cell_kernels() == "numpy"
-                raise RuntimeError
-        assert tg.get_cell_kernels() == "numba"
-    assert tg.get_cell_kernels() == "numpy"
-    tg.set_cell_kernels("numba")
-    try:
-        assert tg.get_cell_kernels() == "numba"
-    finally:
-        tg.set_cell_kernels("numpy")
-
-
-def test_unknown_kernels_are_named():
-    with pytest.raises(ValueError, match=r"'numpy', 'numba'.*'cuda'"):
-        tg.set_cell_kernels("cuda")
-    assert tg.get_cell_kernels() == "numpy"
-
-
-def test_missing_numba_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
-    monkeypatch.delitem(sys.modules, "tinygrad_rnn.numba_cells")
-    monkeypatch.delattr(tg, "numba_cells", raising=False)
-    with pytest.raises(ImportError, match=r"tinygrad_rnn\[jit\]"):
-        tg.set_cell_kernels("numba")
-    assert tg.get_cell_kernels() == "numpy"
-
-
-@pytest.mark.parametrize("value,expected", [("numba", "numba"), ("numpy", "numpy")])
-def test_environment_variable_selects_at_import(value, expected):
-    env = dict(os.environ, TINYGRAD_RNN_CELL_KERNELS=value)
-    out = subprocess.run([sys.executable, "-c", "import tinygrad_rnn as tg; print(tg.get_cell_kernels())"],
-                         env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == expected
-
-
-def test_bad_environment_variable_fails_at_import_with_the_choices():
-    env = dict(os.environ, TINYGRAD_RNN_CELL_KERNELS="fast")
-    out = subprocess.run([sys.executable, "-c", "import tinygrad_rnn"], env=env, capture_output=True, text=True)
-    assert out.returncode != 0 and "'numpy', 'numba'" in out.stderr and "'fast'" in out.stderr
-

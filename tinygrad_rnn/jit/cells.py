@@ -1,5 +1,5 @@
 """The recurrent cells' pointwise math compiled by numba: the optional JIT kernels behind
-`tg.set_cell_kernels("numba")` (backend.py selects them; ops.py's numpy functions of the same names
+`tg.set_kernels("numba")` (backend.py selects them; ops.py's numpy functions of the same names
 are the default and the reference these are tested against).
 
 Why it pays: numpy runs an LSTM step's gate math as some twenty passes over (B, H) arrays, each a
