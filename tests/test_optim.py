@@ -389,7 +389,7 @@ def test_clip_grad_norm_scales_in_place_as_torch():
     alias = a.grad.numpy()
     tg.nn.utils.clip_grad_norm_([a, b], 1.0)
     np.testing.assert_allclose(alias, [0.6, 0.0, 0.8], rtol=1e-6)
-    frozen = np.array([6.0, 8.0])
+    frozen = np.array([6.0, 8.0], dtype=np.float32)
     frozen.flags.writeable = False
     c = tg.zeros(2, requires_grad=True)
     c.grad = tg.from_numpy(frozen)
@@ -515,16 +515,38 @@ def test_zero_d_parameter_steps_as_torch(name, kwargs):
 
 
 @pytest.mark.parametrize("grad,error,words", [
-    (np.ones(1, np.float32), ShapeError, "shape (3,), float32 on cpu has a .grad of shape (1,), float32"),
-    (np.ones((3, 1), np.float32), ShapeError, "shape (3, 1)"),
-    (np.ones(3, np.float64), tg.DTypeError, "has a .grad of shape (3,), float64"),
+    (tg.ones(1), ShapeError, "assigned grad of shape (1,) for a tensor of shape (3,)"),
+    (tg.ones(3, 1), ShapeError, "shape (3, 1)"),
+    (tg.ones(3, dtype=tg.float64), tg.DTypeError, "assigned grad of dtype float64 for a tensor of dtype float32"),
+    (np.ones(3, np.float32), tg.DTypeError, "must be a Tensor or None, got ndarray"),
+    ("stub", tg.DeviceError, "assigned grad on stub:0 for a tensor on cpu"),  # conftest's strict backend
+])
+def test_assigning_a_grad_that_does_not_fit_is_refused(grad, error, words):
+    """As torch: a (1,) gradient would broadcast over the whole parameter in an update, a float64 one
+    be cast or fail inside it, a bare array fail in backward. The old .grad stays."""
+    p = Parameter(tg.tensor(np.arange(3, dtype=np.float32)))
+    p.grad = kept = tg.ones(3)
+    if isinstance(grad, str):
+        grad = tg.ones(3, device="stub")
+    with pytest.raises(error) as info:
+        p.grad = grad
+    assert words in str(info.value)
+    assert p.grad is kept
+    p.grad = None  # None always goes
+    assert p.grad is None
+
+
+@pytest.mark.parametrize("storage,error,words", [
+    (tg.ones(1), ShapeError, "shape (3,), float32 on cpu has a .grad of shape (1,), float32"),
+    (tg.ones(3, dtype=tg.float64), tg.DTypeError, "has a .grad of shape (3,), float64"),
 ])
 @pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
-def test_step_names_a_gradient_that_does_not_fit(grad, error, words, name):
-    """A (1,) gradient would broadcast over the whole parameter without a word; torch refuses to
-    assign it. The step names both shapes and dtypes, and leaves the parameter as it was."""
+def test_step_names_a_gradient_that_no_longer_fits(storage, error, words, name):
+    """.grad.data = other swaps the gradient's storage behind the assignment check: the step checks
+    again, names both shapes and dtypes, and leaves the parameter as it was."""
     p = Parameter(tg.tensor(np.arange(3, dtype=np.float32)))
-    p.grad = tg.tensor(grad)
+    p.grad = tg.ones(3)
+    p.grad.data = storage
     opt = getattr(optim, name)([p], lr=0.1)
     with pytest.raises(error) as info:
         opt.step()

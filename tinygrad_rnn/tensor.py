@@ -40,7 +40,7 @@ for _one in _ONES.values():
 class Tensor(CompositeOps):
     # _vc: the storage's version counter, [n], made on first need and shared with views;
     # _view: (base tensor, chain of view ops from it, base version when this node was made) or None
-    __slots__ = ("_data", "grad", "requires_grad", "_ctx", "_vc", "_view", "__dict__", "__weakref__")
+    __slots__ = ("_data", "_grad", "requires_grad", "_ctx", "_vc", "_view", "__dict__", "__weakref__")
     name = None  # an optional label for graph rendering
     _hooks = None  # a leaf's {handle id: hook}, run on its summed gradient before .grad
     __array_priority__ = 1000  # numpy scalars on the left defer to our __radd__ etc.
@@ -59,7 +59,7 @@ class Tensor(CompositeOps):
         if self._data.dtype.kind not in _NUMERIC_KINDS:  # None, strings, ragged lists: numpy makes object arrays
             raise DTypeError(f"tensor(): could not infer a numeric dtype from {_describe(data)} "
                              f"(numpy made {self._data.dtype})")
-        self.grad = self._ctx = self._vc = self._view = None
+        self._grad = self._ctx = self._vc = self._view = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -69,7 +69,7 @@ class Tensor(CompositeOps):
         t = _new(cls)
         t._data = data if type(data) is _ndarray else ensure_array(data)
         t.requires_grad, t._ctx = requires_grad, ctx
-        t.grad = t._vc = t._view = None
+        t._grad = t._vc = t._view = None
         return t
 
     # ---- properties ----------------------------------------------------------------
@@ -315,8 +315,22 @@ class Tensor(CompositeOps):
         self._hooks[handle.id] = on_arrays
         return handle
 
+    @property
+    def grad(self):
+        """The gradient backward accumulated into this tensor (a Tensor of its shape, dtype and
+        device), or None. Assigning checks what torch checks: a Tensor (or None) of this tensor's
+        shape, dtype and device; anything else would be broadcast, cast or crash later, in backward
+        or in an optimizer step."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            _check_assigned_grad(self, value)
+        self._grad = value
+
     def zero_grad(self):
-        self.grad = None
+        self._grad = None
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False):
         if create_graph:
@@ -349,13 +363,13 @@ class Tensor(CompositeOps):
         if grad.dtype is not dtype and grad.dtype != dtype:
             grad, owned = grad.astype(dtype), True
         with _grad_lock:
-            if self.grad is None:
+            if self._grad is None:
                 # Unless the engine made it, a copy: an op's backward may hand one array to several inputs.
-                self.grad = t = _new(Tensor)
+                self._grad = t = _new(Tensor)
                 t._data, t.requires_grad, t._ctx = grad if owned else grad.copy(), False, None
-                t.grad = t._vc = t._view = None
+                t._grad = t._vc = t._view = None
             else:
-                self.grad._data = ensure_array(self.grad._data + grad)
+                self._grad._data = ensure_array(self._grad._data + grad)
 
     def _bump_version(self):
         """Record an in-place write to the storage (optimisers call this after updating ._data)."""
@@ -838,7 +852,7 @@ def apply(op, *inputs, **kwargs):
         autograd.check_finite(out, f"forward of {ctx.name}")
     t = _new(Tensor)
     t._data = out if type(out) is first else ensure_array(out)
-    t.grad = t._vc = t._view = None
+    t._grad = t._vc = t._view = None
     if record:
         ctx._sequence_nr = _next_number()
         ctx.scope = _state.scope
@@ -1154,3 +1168,15 @@ def one_hot(indices, num_classes=-1):
             raise OutOfRangeError(f"one_hot: class values must be smaller than num_classes ({num_classes}), "
                                   f"got {high}")
     return Tensor._make((data[..., None] == xp.arange(num_classes)).astype(np.int64))
+
+
+def _check_assigned_grad(tensor, grad):
+    if not isinstance(grad, Tensor):
+        raise DTypeError(f"assigned grad must be a Tensor or None, got {type(grad).__name__} (wrap an array "
+                         "with tg.tensor)")
+    if grad.shape != tensor.shape:
+        raise ShapeError(f"assigned grad of shape {grad.shape} for a tensor of shape {tensor.shape}")
+    if grad.dtype != tensor.dtype:
+        raise DTypeError(f"assigned grad of dtype {grad.dtype} for a tensor of dtype {tensor.dtype}")
+    if grad.device != tensor.device:
+        raise DeviceError(f"assigned grad on {grad.device} for a tensor on {tensor.device}")
