@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from oracle import needs_torch, torch
+from threads import run_in_threads
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.optim import adam
@@ -39,16 +40,40 @@ def test_switch_selects_and_restores():
         tg.set_kernels("numpy")
 
 
+@needs_numba
+def test_a_block_is_its_threads_and_set_kernels_the_processs():
+    """As no_grad and tg.nn.fused: a `kernels` block changes only the thread that entered it, so
+    blocks in two threads cannot undo each other; set_kernels is what every other thread follows."""
+    seen = []
+
+    def look():
+        seen.append(tg.get_kernels())
+    with tg.kernels("numba"):
+        run_in_threads(look)
+        assert tg.get_kernels() == "numba"
+    tg.set_kernels("numba")
+    try:
+        run_in_threads(look)
+        with tg.kernels("numpy"):
+            assert tg.get_kernels() == "numpy"
+            run_in_threads(look)
+    finally:
+        tg.set_kernels("numpy")
+    assert seen == ["numpy", "numba", "numba"]
+
+
 def test_unknown_kernels_are_named():
-    with pytest.raises(ValueError, match=r"'numpy', 'numba'.*'cuda'"):
+    with pytest.raises(ValueError, match=r"set_kernels: expected one of 'numpy', 'numba', got 'cuda'"):
         tg.set_kernels("cuda")
+    with pytest.raises(ValueError, match=r"kernels: expected one of 'numpy', 'numba', got 'fast'"):
+        tg.kernels("fast")
     assert tg.get_kernels() == "numpy"
 
 
 def test_missing_numba_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
-    for name in ("tinygrad_rnn.jit", "tinygrad_rnn.jit.cells", "tinygrad_rnn.jit.adam"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
+    for name in [m for m in sys.modules if m == "tinygrad_rnn.jit" or m.startswith("tinygrad_rnn.jit.")]:
+        monkeypatch.delitem(sys.modules, name)
     monkeypatch.delattr(tg, "jit", raising=False)
     with pytest.raises(ImportError, match=r"tinygrad_rnn\[jit\]"):
         tg.set_kernels("numba")

@@ -2,13 +2,14 @@
 from . import autograd, backend, buffers, linalg, ops, optim
 from .autograd import (Function, enable_grad, inference_mode, is_anomaly_enabled, is_grad_enabled,
                        is_inference_mode_enabled, no_grad, scope, set_detect_anomaly, set_grad_enabled)
-from .backend import (get_array_module, get_default_dtype, get_kernels, get_rng_state, is_available, kernels,
-                      set_default_dtype, set_kernels, set_rng_state)
+from .backend import (get_array_module, get_default_dtype, get_rng_state, is_available, set_default_dtype,
+                      set_rng_state)
 from .creation import (arange, as_tensor, eye, from_numpy, full, full_like, manual_seed, ones, ones_like, rand,
                        rand_like, randint, randn, randn_like, tensor, zeros, zeros_like)
 from .errors import (AnomalyError, DeviceError, DTypeError, GraphError, InvalidValueError, OutOfRangeError,
                      ShapeError, TinyGradRNNError)
 from .gradcheck import gradcheck
+from .jitswitch import get_kernels, kernels, set_kernels
 from .serialization import CheckpointError, load, save
 from .tensor import Tensor, cat, concatenate, matmul, one_hot, stack, where
 

@@ -7,8 +7,6 @@ call numpy directly) plugs in by registering one `Backend`.
 from __future__ import annotations
 
 import copy
-import functools
-import os
 
 import numpy as np
 
@@ -252,74 +250,6 @@ def scatter_add(target, index, values):
     """target[index] += values, adding repeated indices up (numpy's ufunc.at)."""
     _backend_of(target).scatter_add(target, index, values)
     return target
-
-
-# ---- JIT kernels: numpy's functions (the default) or numba's, per pointwise routine ---------
-
-_KERNELS = ("numpy", "numba")
-_kernels = None  # the tinygrad_rnn.jit package while "numba" is selected; None for numpy's code
-
-
-def set_kernels(name):
-    """Which code runs the pointwise routines that have a JIT version (the recurrent cells' gate math
-    and its backward, Adam's update) on the CPU, process-wide: "numpy" (the default) or "numba"
-    (tinygrad_rnn/jit/, compiled on first use and cached on disk; needs `pip install
-    'tinygrad_rnn[jit]'`). The JIT kernels take float32 arrays only; other dtypes and other devices
-    keep numpy's (or cupy's) code. The environment variable TINYGRAD_RNN_KERNELS sets it at import."""
-    global _kernels
-    if name not in _KERNELS:
-        raise ValueError(f"set_kernels: expected one of {', '.join(map(repr, _KERNELS))}, got {name!r}")
-    if name == "numpy":
-        _kernels = None
-        return
-    try:
-        from . import jit
-    except ImportError as e:
-        raise ImportError("set_kernels('numba') needs numba, which is not installed "
-                          "(pip install 'tinygrad_rnn[jit]')") from e
-    _kernels = jit
-
-
-def get_kernels():
-    """"numpy" or "numba": what set_kernels selected."""
-    return "numpy" if _kernels is None else "numba"
-
-
-class kernels:  # noqa: N801  (used as a context manager, like no_grad)
-    """`with tg.kernels("numba"):` selects the JIT kernels inside the block (see set_kernels)."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __enter__(self):
-        self.previous = get_kernels()
-        set_kernels(self.name)
-        return self
-
-    def __exit__(self, *exc):
-        set_kernels(self.previous)
-
-
-def jit_kernel(fn):
-    """Marks a numpy routine that has a JIT version: while "numba" is selected, its namesake in
-    tinygrad_rnn.jit runs instead, unless that declines the arguments (returns NotImplemented: not
-    float32 numpy arrays of the shapes it takes)."""
-    name = fn.__name__
-
-    @functools.wraps(fn)
-    def run(*args):
-        jit = _kernels
-        if jit is not None:
-            out = getattr(jit, name)(*args)
-            if out is not NotImplemented:
-                return out
-        return fn(*args)
-
-    return run
-
-
-if os.environ.get("TINYGRAD_RNN_KERNELS"):
-    set_kernels(os.environ["TINYGRAD_RNN_KERNELS"])
 
 
 # Host-side random numbers: generating on the host and moving keeps a seed's

@@ -341,13 +341,14 @@ def test_threads_get_the_same_numbers():
     models = [model(seed) for seed in range(4)]  # made in turn: the seed's generator is global
     with tg.kernels("numba"):
         alone = [run(*m) for m in models]
-        together = [None] * 4
+    together = [None] * 4
 
-        def target(k):
-            def go():
+    def target(k):
+        def go():
+            with tg.kernels("numba"):  # a block is its own thread's
                 together[k] = run(*models[k])
-            return go
-        run_in_threads(*(target(k) for k in range(4)))
+        return go
+    run_in_threads(*(target(k) for k in range(4)))
     for a, b in zip(alone, together):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)

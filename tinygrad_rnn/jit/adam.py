@@ -7,13 +7,14 @@ docs/performance.md).
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from .compile import njit
 
 _FLOAT32 = np.dtype(np.float32)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def _adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, low, lerp_factor, beta2, one_minus_beta2, neg_step_size,
           bias_correction2_sqrt, eps):
     amsgrad = max_exp_avg_sq.shape[0] != 0
@@ -34,18 +35,20 @@ def _adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, low, lerp_factor, be
 _NONE = np.zeros(0, np.float32)
 
 
-def _flat(a, shape):
-    """a as a 1-d view when it is a C-contiguous float32 numpy array of `shape`, else None."""
-    if type(a) is np.ndarray and a.dtype is _FLOAT32 and a.shape == shape and a.flags.c_contiguous:
+def _flat(a, shape, written=True):
+    """a as a 1-d view when it is a C-contiguous float32 numpy array of `shape` (and writable, when
+    the kernel writes it), else None."""
+    if type(a) is np.ndarray and a.dtype is _FLOAT32 and a.shape == shape and a.flags.c_contiguous and \
+            (a.flags.writeable or not written):
         return a.reshape(-1)
     return None
 
 
 def adam_update_(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, weight, beta2, step_size, bias_correction2_sqrt,
                  eps):
-    arrays = [_flat(a, param.shape) for a in (param, grad, exp_avg, exp_avg_sq)]
-    arrays.append(_NONE if max_exp_avg_sq is None else _flat(max_exp_avg_sq, param.shape))
-    if any(a is None for a in arrays) or not param.flags.writeable:
+    arrays = [_flat(param, param.shape), _flat(grad, param.shape, written=False), _flat(exp_avg, param.shape),
+              _flat(exp_avg_sq, param.shape), _NONE if max_exp_avg_sq is None else _flat(max_exp_avg_sq, param.shape)]
+    if any(a is None for a in arrays):
         return NotImplemented
     f = np.float32
     # the scalars as float32, as numpy casts a Python float meeting a float32 array

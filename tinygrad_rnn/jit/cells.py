@@ -1,5 +1,5 @@
 """The recurrent cells' pointwise math compiled by numba: the optional JIT kernels behind
-`tg.set_kernels("numba")` (backend.py selects them; ops.py's numpy functions of the same names
+`tg.set_kernels("numba")` (jitswitch.py selects them; ops.py's numpy functions of the same names
 are the default and the reference these are tested against).
 
 Why it pays: numpy runs an LSTM step's gate math as some twenty passes over (B, H) arrays, each a
@@ -17,10 +17,11 @@ numpy passes them.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+from .compile import njit
+
+_jit = njit(nogil=True, error_model="numpy", fastmath={"contract"})
 
 _f = np.float32
 _LIMIT, _HALF, _ONE = _f(9.0), _f(0.5), _f(1.0)  # tanh(9) is 1 to float32 rounding
@@ -149,9 +150,10 @@ _FLOAT32 = np.dtype(np.float32)  # builtin dtypes are singletons: `is` is the ch
                                  # or metadata-carrying float32 fails it and goes to numpy: still right)
 
 
-def _fits(arrays, widths, state):
+def _fits(arrays, widths, state, writes):
     """Whether the arrays are float32 numpy arrays of shapes (B, w * H) for the widths w, (B, H) the
-    state's shape: what the kernels take (a broadcast operand or another dtype goes to numpy instead).
+    state's shape, those at the positions `writes` writable: what the kernels take (a broadcast
+    operand, another dtype or a read-only output goes to numpy instead, which says what is wrong).
     A plain loop: this runs twice a time step, and a generator cost more than the kernel's call."""
     if len(state) != 2:
         return False
@@ -159,26 +161,26 @@ def _fits(arrays, widths, state):
     for a, w in zip(arrays, widths):
         if type(a) is not np.ndarray or a.dtype is not _FLOAT32 or a.shape != (batch, w * hidden):
             return False
-    return True
+    return all(arrays[k].flags.writeable for k in writes)
 
 
-def _entry(kernel, widths, state):
+def _entry(kernel, widths, state, writes):
     def run(*args):
-        if not _fits(args, widths, args[state].shape):
+        if not _fits(args, widths, args[state].shape, writes):
             return NotImplemented
         kernel(*args)
         return None
     return run
 
 
-# argument widths in units of H, as the numpy functions' docstrings give the shapes
-lstm_activate_ = _entry(_lstm_activate, (4, 1, 1, 1, 1), state=1)
-gru_activate = _entry(_gru_activate, (3, 1, 3, 2, 1, 1), state=1)
-gru_backward = _entry(_gru_backward, (1, 2, 1, 1, 1, 3), state=2)
+# argument widths in units of H, as the numpy functions' docstrings give the shapes; what each writes
+lstm_activate_ = _entry(_lstm_activate, (4, 1, 1, 1, 1), state=1, writes=(0, 2, 3, 4))
+gru_activate = _entry(_gru_activate, (3, 1, 3, 2, 1, 1), state=1, writes=(3, 4, 5))
+gru_backward = _entry(_gru_backward, (1, 2, 1, 1, 1, 3), state=2, writes=(5,))
 
 
 def lstm_backward(gates, c, tanh_c, d_h_new, d_c_new, d_pre):
-    if not _fits((gates, c, tanh_c, d_h_new, d_c_new, d_pre), (4, 1, 1, 1, 1, 4), c.shape):
+    if not _fits((gates, c, tanh_c, d_h_new, d_c_new, d_pre), (4, 1, 1, 1, 1, 4), c.shape, writes=(5,)):
         return NotImplemented
     d_c_prev = np.empty(c.shape, np.float32)
     _lstm_backward(gates, c, tanh_c, d_h_new, d_c_new, d_pre, d_c_prev)

@@ -1,7 +1,8 @@
 """Adam (L2 weight decay added to the gradient) and AdamW (weight decay decoupled from it)."""
 from __future__ import annotations
 
-from ..backend import ensure_array, get_array_module, jit_kernel
+from ..backend import ensure_array, get_array_module
+from ..jitswitch import jit_kernel
 from .optimizer import Optimizer, check_nonnegative
 
 
