@@ -41,7 +41,7 @@ from textwrap import wrap
 import numpy as np
 
 import tinygrad_rnn as tg
-from common import parser, progress, pyplot, report, save_figure, setup
+from common import parser, positive, progress, pyplot, report, save_figure, setup
 from tinygrad_rnn import nn, optim, viz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,19 +355,19 @@ if __name__ == "__main__":
     p.add_argument("--input", choices=["onehot", "embedding"], default="onehot")
     p.add_argument("--embedding-dim", type=int, default=32, help="with --input embedding")
     p.add_argument("--projection", type=int, default=8, help="a linear input projection to this size (0: none)")
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--steps", type=int, default=1000, help="training steps in all (a resumed run continues to it)")
-    p.add_argument("--batch", type=int, default=32, help="parallel streams of text")
-    p.add_argument("--bptt", type=int, default=64, help="characters per chunk: how far back gradients reach")
+    p.add_argument("--hidden", type=positive, default=128)
+    p.add_argument("--layers", type=positive, default=1)
+    p.add_argument("--steps", type=positive, default=1000, help="training steps in all (a resumed run continues to it)")
+    p.add_argument("--batch", type=positive, default=32, help="parallel streams of text")
+    p.add_argument("--bptt", type=positive, default=64, help="characters per chunk: how far back gradients reach")
     p.add_argument("--lr", type=float, default=5e-3, help="Adam's learning rate")
     p.add_argument("--clip", type=float, default=5.0, help="clip the gradient's global norm to this")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads (more help only a large --hidden)")
-    p.add_argument("--log-every", type=int, default=100)
-    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--threads", type=positive, default=1, help="BLAS threads (more help only a large --hidden)")
+    p.add_argument("--log-every", type=positive, default=100)
+    p.add_argument("--checkpoint-every", type=positive, default=250)
     p.add_argument("--resume", action="store_true", help=f"continue from --out/{CHECKPOINT}")
     p.add_argument("--prime", default="The ", help="the text the samples continue")
     p.add_argument("--temperature", type=float, nargs="+", default=[0.5, 1.0], help="shown beside greedy")
-    p.add_argument("--sample-length", type=int, default=250)
-    p.add_argument("--graph-steps", type=int, default=5, help="the unrolled graph's window")
+    p.add_argument("--sample-length", type=positive, default=250)
+    p.add_argument("--graph-steps", type=positive, default=5, help="the unrolled graph's window")
     main(p.parse_args())

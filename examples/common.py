@@ -1,5 +1,5 @@
 """What every example shares, so that each script is only its task and its model: the standard
-flags (--seed, --out, --quiet), a tqdm progress bar, saving matplotlib figures, and the one
+flags (--seed, --out, --quiet, --kernels), a tqdm progress bar, saving matplotlib figures, and the one
 results line printed at the end (which the smoke tests read back)."""
 from __future__ import annotations
 
@@ -23,7 +23,18 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds tinygrad_rnn and numpy (default 0)")
     p.add_argument("--out", type=Path, default=HERE / "out", help="where plots and checkpoints go (examples/out)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--kernels", choices=tg.jitswitch.CHOICES, default=None,
+                   help="numba: the LSTM/GRU gate math and Adam as JIT kernels (needs the jit extra: "
+                        "numba); default: TINYGRAD_RNN_KERNELS, else numpy")
     return p
+
+
+def positive(text: str) -> int:
+    """argparse type: an int of at least 1 (a size, a count of steps), refused with the flag's name."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def setup(args) -> np.random.Generator:
@@ -33,6 +44,8 @@ def setup(args) -> np.random.Generator:
     # One BLAS thread unless the script offers --threads: these models' matmuls are small, and on a
     # busy machine extra BLAS threads make them many times slower, not faster.
     tg.set_num_threads(getattr(args, "threads", 1))
+    if getattr(args, "kernels", None):
+        tg.set_kernels(args.kernels)
     args.out.mkdir(parents=True, exist_ok=True)
     return np.random.default_rng(args.seed)
 

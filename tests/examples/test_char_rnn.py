@@ -1,5 +1,7 @@
 """examples/char_rnn.py at tiny settings: it learns, it samples, and --resume continues exactly."""
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -76,3 +78,19 @@ def test_resume_continues_exactly(straight, tmp_path):
     for index, moments in a["optim"]["state"].items():
         for name, value in moments.items():
             np.testing.assert_array_equal(array(value), array(b["optim"]["state"][index][name]))
+
+
+def test_numba_kernels_train_the_same_model(straight, tmp_path):
+    """--kernels numba (the JIT gate math and Adam): the same run to float32 rounding."""
+    pytest.importorskip("numba", reason="numba (the jit extra) is not installed")
+    _, results, _ = straight
+    jit, _ = run_example("char_rnn.py", "--steps", STEPS, *TINY, "--kernels", "numba", tmp_path=tmp_path)
+    for key in ("initial_loss", "train_loss", "heldout_loss"):
+        assert jit[key] == pytest.approx(results[key], rel=1e-4), key
+
+
+@pytest.mark.parametrize("flag", ["--hidden", "--bptt", "--graph-steps", "--steps"])
+def test_sizes_below_one_are_refused_by_name(flag, tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "char_rnn.py"), flag, "0", "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and f"argument {flag}: must be at least 1, got 0" in out.stderr
