@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import pytest
+from kernels import TANH_ERROR, both
 from oracle import needs_torch, torch
 from threads import run_in_threads, wait
 
@@ -26,7 +27,6 @@ from tinygrad_rnn.optim import adam
 
 jit = pytest.importorskip("tinygrad_rnn.jit", reason="numba (the jit extra) is not installed")
 
-TANH_ERROR = 4e-7  # the rational tanh's largest distance from tanh in float32
 MODES = [("numpy", "numpy"), ("numba", "numba"), ("numba", "numpy"), ("numpy", "numba")]  # (forward, backward)
 MODE_IDS = ["np-np", "nb-nb", "nb-np", "np-nb"]
 PACKAGE = os.path.dirname(tg.__file__)
@@ -44,13 +44,6 @@ def rng():
     return np.random.default_rng(0)
 
 
-def both(call):
-    """call() under numpy's kernels, then under numba's."""
-    out = []
-    for name in ("numpy", "numba"):
-        with tg.kernels(name):
-            out.append(call())
-    return out
 
 
 def assert_close_all(ref, got, rtol=2e-5, atol=2e-6):

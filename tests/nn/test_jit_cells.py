@@ -4,6 +4,7 @@ and the arguments it must decline; every recurrent layer and cell through them, 
 gradient; threads. Skipped where numba is not installed."""
 import numpy as np
 import pytest
+from kernels import TANH_ERROR, both
 from oracle import needs_torch, torch
 from threads import run_in_threads
 
@@ -13,7 +14,6 @@ from tinygrad_rnn import ops
 jit = pytest.importorskip("tinygrad_rnn.jit", reason="numba (the jit extra) is not installed")
 from tinygrad_rnn.jit import cells  # noqa: E402
 
-TANH_ERROR = 4e-7  # the rational tanh's largest distance from tanh in float32 (tools/fit_tanh.py: 3.4e-7)
 
 
 @pytest.fixture
@@ -21,13 +21,6 @@ def rng():
     return np.random.default_rng(0)
 
 
-def both(call):
-    """call() under numpy's kernels, then under numba's -> (numpy's result, numba's)."""
-    results = []
-    for name in ("numpy", "numba"):
-        with tg.kernels(name):
-            results.append(call())
-    return results
 
 
 def close(a, b, scale=1.0):
