@@ -200,10 +200,10 @@ def check_nonnegative(**hyperparameters):
 
 
 def _checked_grad(param):
-    """param.grad's array, when it has the parameter's shape, dtype and device. torch refuses to
-    assign any other; here `.grad` is a plain attribute, so the step checks: a (1,) gradient would
-    otherwise broadcast over the whole parameter in silence, and a float64 one reach numpy's cast
-    error inside the update."""
+    """param.grad's array, when it has the parameter's shape, dtype and device. Assigning `.grad`
+    checks this already, but `p.grad.data = other` swaps the storage behind that check, and then a
+    (1,) gradient would broadcast over the whole parameter in silence, and a float64 one reach
+    numpy's cast error inside the update."""
     grad, data = param.grad._data, param._data
     if grad.shape == data.shape and grad.dtype == data.dtype and type(grad) is type(data):
         return grad
