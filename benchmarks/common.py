@@ -129,6 +129,6 @@ def jit_row(args):
     try:
         import numba  # noqa: F401
     except ImportError:
-        print("numba is not installed: no numba-kernels row (pip install 'tinygrad_rnn[jit]')")
+        print("numba is not installed: no numba-kernels row (pip install numba, or pip install -e '.[jit]')")
         return None
     return lambda: tg.kernels("numba")

@@ -46,6 +46,8 @@ def setup(args) -> np.random.Generator:
     tg.set_num_threads(getattr(args, "threads", 1))
     if getattr(args, "kernels", None):
         tg.set_kernels(args.kernels)
+    if tg.get_kernels() != "numpy":  # said only when it is not the default
+        print(f"kernels: {tg.get_kernels()} (the gate math and Adam's update as JIT kernels, tinygrad_rnn/jit/)")
     args.out.mkdir(parents=True, exist_ok=True)
     return np.random.default_rng(args.seed)
 

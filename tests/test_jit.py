@@ -75,7 +75,8 @@ def test_missing_numba_says_how_to_install(monkeypatch):
     for name in [m for m in sys.modules if m == "tinygrad_rnn.jit" or m.startswith("tinygrad_rnn.jit.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.delattr(tg, "jit", raising=False)
-    with pytest.raises(ImportError, match=r"tinygrad_rnn\[jit\]"):
+    with pytest.raises(ImportError, match=r"needs numba, which is not installed \(pip install numba, or pip "
+                                          r"install -e '\.\[jit\]'"):
         tg.set_kernels("numba")
     assert tg.get_kernels() == "numpy"
 
@@ -92,9 +93,34 @@ def test_environment_variable_selects_at_import(value):
     assert out.stdout.strip() == value
 
 
-def test_bad_environment_variable_fails_at_import_with_the_choices():
+def test_bad_environment_variable_fails_at_import_naming_it_and_the_choices():
     out = import_with("fast", "import tinygrad_rnn")
-    assert out.returncode != 0 and "'numpy', 'numba'" in out.stderr and "'fast'" in out.stderr
+    assert out.returncode != 0
+    assert "the environment variable TINYGRAD_RNN_KERNELS='fast'" in out.stderr and "'numpy', 'numba'" in out.stderr
+    assert "unset it (or set it to 'numpy')" in out.stderr
+
+
+def test_environment_variable_without_numba_names_it(tmp_path):
+    """numba missing (a stand-in module that fails to import, first on the path): the import error
+    says where the choice came from and how to get numpy's code back."""
+    (tmp_path / "numba.py").write_text("raise ImportError('no numba here')\n")
+    env = dict(os.environ, TINYGRAD_RNN_KERNELS="numba", PYTHONPATH=os.pathsep.join(
+        [str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", "import tinygrad_rnn"], env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "TINYGRAD_RNN_KERNELS='numba'" in out.stderr and "needs numba, which is not installed" in out.stderr
+
+
+@needs_numba
+def test_names_ignore_case_and_spaces_and_kernels_decorates():
+    tg.set_kernels(" NumPy ")
+    assert tg.get_kernels() == "numpy"
+
+    @tg.kernels("NUMBA")
+    def inside():
+        return tg.get_kernels()
+    assert inside() == "numba" and tg.get_kernels() == "numpy"
+    assert inside.__name__ == "inside"
 
 
 # ---- Adam -------------------------------------------------------------------------------

@@ -28,16 +28,18 @@ _process = None  # set_kernels's choice: the jit package, or None for numpy's co
 
 
 def _load(name, caller):
-    """The kernels for a name: None for numpy's code, the tinygrad_rnn.jit package for numba's."""
-    if name not in CHOICES:
+    """The kernels for a name (case and surrounding spaces ignored): None for numpy's code, the
+    tinygrad_rnn.jit package for numba's."""
+    choice = name.strip().lower() if isinstance(name, str) else name
+    if choice not in CHOICES:
         raise ValueError(f"{caller}: expected one of {', '.join(map(repr, CHOICES))}, got {name!r}")
-    if name == "numpy":
+    if choice == "numpy":
         return None
     try:
         from . import jit
     except ImportError as e:
-        raise ImportError(f"{caller}('numba') needs numba, which is not installed (pip install 'tinygrad_rnn[jit]')") \
-            from e
+        raise ImportError(f"{caller}('numba') needs numba, which is not installed (pip install numba, or "
+                          "pip install -e '.[jit]' in a clone of tinygrad_rnn)") from e
     return jit
 
 
@@ -49,10 +51,11 @@ def _active():
 def set_kernels(name):
     """Which code runs the pointwise routines that have a JIT version (the recurrent cells' gate math
     and its backward, Adam's update) on the CPU: "numpy" (the default) or "numba" (tinygrad_rnn/jit/,
-    compiled on first use and cached on disk where numba finds a writable place; needs `pip install
-    'tinygrad_rnn[jit]'`). Process-wide: every thread outside a `tg.kernels(...)` block follows it.
-    The JIT kernels take float32 numpy arrays only; other dtypes and devices keep numpy's (or
-    cupy's) code. The environment variable TINYGRAD_RNN_KERNELS sets it at import."""
+    compiled on first use and cached on disk where numba finds a writable place; needs numba: the
+    `jit` extra, `pip install -e '.[jit]'`). Names ignore case and spaces. Process-wide: every thread
+    outside a `tg.kernels(...)` block follows it. The JIT kernels take float32 numpy arrays only;
+    other dtypes and devices keep numpy's (or cupy's) code. The environment variable
+    TINYGRAD_RNN_KERNELS sets it when tinygrad_rnn is imported (not after)."""
     global _process
     _process = _load(name, "set_kernels")
 
@@ -63,8 +66,9 @@ def get_kernels():
 
 
 class kernels(_Restoring):  # noqa: N801  (used as a context manager, like no_grad)
-    """`with tg.kernels("numba"):` runs the JIT kernels inside the block, in this thread only (other
-    threads keep theirs); the block's end restores what was before it (see set_kernels)."""
+    """`with tg.kernels("numba"):` (or `@tg.kernels("numba")` on a function) runs the JIT kernels inside
+    the block, in this thread only (other threads keep theirs); the block's end restores what was
+    before it (see set_kernels)."""
 
     def __init__(self, name):
         self.chosen = _load(name, "kernels")
@@ -76,6 +80,14 @@ class kernels(_Restoring):  # noqa: N801  (used as a context manager, like no_gr
 
     def __exit__(self, *exc):
         _thread.kernels = self._pop()
+
+    def __call__(self, fn):
+        """`@tg.kernels("numba")` on a function: each call runs inside the block."""
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with self:
+                return fn(*args, **kwargs)
+        return run
 
 
 def jit_kernel(fn):
@@ -99,5 +111,15 @@ def jit_kernel(fn):
     return run
 
 
+def _from_environment(value):
+    """TINYGRAD_RNN_KERNELS, read once, at import: an error names the variable, since the user
+    called nothing."""
+    try:
+        set_kernels(value)
+    except (ValueError, ImportError) as e:
+        raise type(e)(f"the environment variable TINYGRAD_RNN_KERNELS={value!r}: {e}; unset it (or set it to "
+                      "'numpy') to run numpy's code") from e
+
+
 if os.environ.get("TINYGRAD_RNN_KERNELS", "").strip():
-    set_kernels(os.environ["TINYGRAD_RNN_KERNELS"].strip().lower())
+    _from_environment(os.environ["TINYGRAD_RNN_KERNELS"])

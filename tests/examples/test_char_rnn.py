@@ -84,7 +84,8 @@ def test_numba_kernels_train_the_same_model(straight, tmp_path):
     """--kernels numba (the JIT gate math and Adam): the same run to float32 rounding."""
     pytest.importorskip("numba", reason="numba (the jit extra) is not installed")
     _, results, _ = straight
-    jit, _ = run_example("char_rnn.py", "--steps", STEPS, *TINY, "--kernels", "numba", tmp_path=tmp_path)
+    jit, stdout = run_example("char_rnn.py", "--steps", STEPS, *TINY, "--kernels", "numba", tmp_path=tmp_path)
+    assert "kernels: numba" in stdout
     for key in ("initial_loss", "train_loss", "heldout_loss"):
         assert jit[key] == pytest.approx(results[key], rel=1e-4), key
 
