@@ -21,7 +21,7 @@ $(DEMO_STAMP): setup.cfg pyproject.toml | $(PY)
 
 $(STAMP): setup.cfg pyproject.toml | $(PY)
 	@echo "installing tinygrad_rnn into $(VENV) with numpy, the test tools (pytest, hypothesis, ruff), torch 2.13"
-	@echo "(CPU; the tests' reference), numba (the optional cell kernels), matplotlib, tqdm, scikit-learn, graphviz"
+	@echo "(CPU; the tests' reference), numba (the optional JIT kernels), matplotlib, tqdm, scikit-learn, graphviz"
 	@echo "and mkdocs (the docs site)"
 	$(PY) -m pip install -q -e '.[test,oracle,examples,viz,docs,jit]'
 	touch $(STAMP)
