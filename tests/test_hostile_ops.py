@@ -378,6 +378,26 @@ def test_inf_and_nan_from_finite_inputs_come_silently_as_in_torch(name, fn):
     _same(x.grad, tx.grad)
 
 
+@needs_torch
+@pytest.mark.parametrize("name, values", [("inf times 0", [[np.inf, 0.0], [1.0, -np.inf]]),
+                                          ("overflow", [[3e38, 3e38], [-3e38, 1.0]])])
+@pytest.mark.parametrize("op", ["matmul", "linear"])
+def test_products_making_inf_and_nan_come_silently_as_in_torch(name, values, op):
+    """inf * 0 in a matrix product is nan, and float32 products past 3.4e38 overflow: numpy warns
+    ("invalid value encountered in matmul") in forward and backward, torch does not."""
+    x, tx = _leaf_pair(values, np.float32)
+    w, tw = _leaf_pair([[0.0, 2.0], [1.0, 0.0]], np.float32)
+    if op == "matmul":
+        ours, theirs = x @ w, tx @ tw
+    else:
+        ours, theirs = tg.nn.functional.linear(x, w), torch.nn.functional.linear(tx, tw)
+    _same(ours, theirs)
+    ours.backward(tg.ones(*ours.shape))  # not .sum(): inf + -inf in a sum is its own warning
+    theirs.backward(torch.ones(theirs.shape))
+    _same(x.grad, tx.grad)
+    _same(w.grad, tw.grad)
+
+
 def test_errors_are_the_packages():
     for fn in (lambda: tg.ones(2).unsqueeze(3), lambda: tg.ones(2)[5], lambda: tg.one_hot(tg.tensor([4]), 2)):
         with pytest.raises(TinyGradRNNError):

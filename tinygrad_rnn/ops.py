@@ -646,6 +646,7 @@ class Stack(Function):
 
 
 @register
+@quiet  # inf times 0 in a product is nan, and large products overflow: torch says nothing of either
 class MatMul(Function):
     """Batched matrix product of two arrays of at least 2 dims; batch dims broadcast."""
 
@@ -675,6 +676,7 @@ class MatMul(Function):
 
 
 @register
+@quiet
 class Linear(Function):
     """x (*, I) @ w (O, I)^T [+ b (O,)]: torch's addmm. One node, and the bias added in place into the
     matmul's result: a separate add would allocate (and on first touch fault in) a second output."""
