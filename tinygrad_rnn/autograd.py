@@ -60,6 +60,21 @@ class _Restoring:
             del stacks[ident]
         return value
 
+    def _fresh(self):
+        """The context each call of a decorated function enters (grad modes make a new one)."""
+        return self
+
+    def __call__(self, func):
+        """Used as a decorator: each call of func (each resume, for a generator) runs inside the block."""
+        if inspect.isgeneratorfunction(func):
+            return _wrap_generator(self._fresh, func)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with self._fresh():
+                return func(*args, **kwargs)
+        return wrapper
+
 
 state = _ThreadState()
 
@@ -97,16 +112,6 @@ class _GradMode(_Restoring):
     def _fresh(self):
         """The same mode as a new context, for each call of a decorated function."""
         return type(self)()
-
-    def __call__(self, func):
-        if inspect.isgeneratorfunction(func):
-            return _wrap_generator(self._fresh, func)
-
-        @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            with self._fresh():
-                return func(*args, **kwargs)
-        return wrapper
 
 
 def _wrap_generator(context, func):

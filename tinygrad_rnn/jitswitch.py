@@ -81,14 +81,6 @@ class kernels(_Restoring):  # noqa: N801  (used as a context manager, like no_gr
     def __exit__(self, *exc):
         _thread.kernels = self._pop()
 
-    def __call__(self, fn):
-        """`@tg.kernels("numba")` on a function: each call runs inside the block."""
-        @functools.wraps(fn)
-        def run(*args, **kwargs):
-            with self:
-                return fn(*args, **kwargs)
-        return run
-
 
 def jit_kernel(fn):
     """Marks a numpy routine that has a JIT version: while "numba" is active, its namesake in

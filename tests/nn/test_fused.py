@@ -130,6 +130,23 @@ def test_the_flag_nests_restores_and_is_per_thread():
         tg.nn.set_fused(True)
 
 
+def test_the_flag_decorates_functions_and_generators():
+    """As no_grad: each call (each resume, for a generator) runs inside the mode, recursion included."""
+    @tg.nn.fused(False)
+    def depth(n):
+        assert not tg.nn.is_fused()
+        return 0 if n == 0 else 1 + depth(n - 1)
+
+    @tg.nn.fused(False)
+    def steps():
+        for _ in range(2):
+            yield tg.nn.is_fused()
+    assert depth(3) == 3 and tg.nn.is_fused()
+    gen = steps()
+    assert next(gen) is False and tg.nn.is_fused()  # the caller between resumes keeps its own mode
+    assert next(gen) is False and depth.__name__ == "depth"
+
+
 def test_fused_step_refuses_mixed_dtypes():
     x = tg.randn(B, 4 * H, dtype=np.float64)
     h, c = tg.randn(B, H), tg.randn(B, H)

@@ -16,9 +16,10 @@ _fused = _FusedState()
 
 
 class fused(_Restoring):  # noqa: N801  (a mode, named like no_grad)
-    """`with tg.nn.fused(False):` runs the recurrent layers and cells op by op (a node per gate: what
-    the renderer's op detail and per-gate gradchecks need) and BatchNorm as its formula's ops;
-    fused(True) one node per step and per BatchNorm. Per thread, as grad mode; the default is fused."""
+    """`with tg.nn.fused(False):` (or `@tg.nn.fused(False)` on a function) runs the recurrent layers
+    and cells op by op (a node per gate: what the renderer's op detail and per-gate gradchecks need)
+    and BatchNorm as its formula's ops; fused(True) one node per step and per BatchNorm. Per thread,
+    as grad mode; the default is fused."""
 
     def __init__(self, mode=True):
         self.mode = bool(mode)
