@@ -1,4 +1,4 @@
-"""Adam's update in one pass over the arrays (optim/adam.py's adam_update_ makes ten).
+"""Adam's update in one pass over the arrays (optim/adam.py's adam_update_ makes thirteen).
 
 The same float32 operations in the same order as numpy's routine, without fastmath (no FMA
 contraction, no reassociation), so the two agree bit for bit; what changes is that each element
