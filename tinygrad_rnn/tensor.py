@@ -326,7 +326,7 @@ class Tensor(CompositeOps):
     @grad.setter
     def grad(self, value):
         if value is not None:
-            _check_assigned_grad(self, value)
+            check_grad_fits(self, value)
         self._grad = value
 
     def zero_grad(self):
@@ -365,9 +365,7 @@ class Tensor(CompositeOps):
         with _grad_lock:
             if self._grad is None:
                 # Unless the engine made it, a copy: an op's backward may hand one array to several inputs.
-                self._grad = t = _new(Tensor)
-                t._data, t.requires_grad, t._ctx = grad if owned else grad.copy(), False, None
-                t._grad = t._vc = t._view = None
+                self._grad = Tensor._make(grad if owned else grad.copy())
             else:
                 self._grad._data = ensure_array(self._grad._data + grad)
 
@@ -1170,13 +1168,15 @@ def one_hot(indices, num_classes=-1):
     return Tensor._make((data[..., None] == xp.arange(num_classes)).astype(np.int64))
 
 
-def _check_assigned_grad(tensor, grad):
+def check_grad_fits(tensor, grad, what="assigned grad"):
+    """Raise unless `grad` is a Tensor of tensor's shape, dtype and device (what torch demands of
+    `.grad`): the `.grad` setter's check, and the optimizer step's (where `.grad.data = other` may
+    have swapped the storage since). The error names both sides and `what` was being checked."""
     if not isinstance(grad, Tensor):
-        raise DTypeError(f"assigned grad must be a Tensor or None, got {type(grad).__name__} (wrap an array "
-                         "with tg.tensor)")
+        raise DTypeError(f"{what} must be a Tensor or None, got {type(grad).__name__} (wrap an array with tg.tensor)")
     if grad.shape != tensor.shape:
-        raise ShapeError(f"assigned grad of shape {grad.shape} for a tensor of shape {tensor.shape}")
+        raise ShapeError(f"{what} of shape {grad.shape} for a tensor of shape {tensor.shape}")
     if grad.dtype != tensor.dtype:
-        raise DTypeError(f"assigned grad of dtype {grad.dtype} for a tensor of dtype {tensor.dtype}")
+        raise DTypeError(f"{what} of dtype {grad.dtype} for a tensor of dtype {tensor.dtype}")
     if grad.device != tensor.device:
-        raise DeviceError(f"assigned grad on {grad.device} for a tensor on {tensor.device}")
+        raise DeviceError(f"{what} on {grad.device} for a tensor on {tensor.device}")

@@ -14,8 +14,8 @@ import numpy as np
 
 from .. import backend
 from ..autograd import enable_grad, no_grad
-from ..errors import DeviceError, DTypeError, ShapeError
-from ..tensor import Tensor
+from ..errors import ShapeError
+from ..tensor import Tensor, check_grad_fits
 
 
 class Optimizer:
@@ -200,17 +200,12 @@ def check_nonnegative(**hyperparameters):
 
 
 def _checked_grad(param):
-    """param.grad's array, when it has the parameter's shape, dtype and device. Assigning `.grad`
-    checks this already, but `p.grad.data = other` swaps the storage behind that check, and then a
-    (1,) gradient would broadcast over the whole parameter in silence, and a float64 one reach
-    numpy's cast error inside the update."""
+    """param.grad's array, when it still fits the parameter (tensor.check_grad_fits raises, naming
+    both, when it does not). Assigning `.grad` checks already, but `p.grad.data = other` swaps the
+    storage behind that check, and then a (1,) gradient would broadcast over the whole parameter in
+    silence, and a float64 one reach numpy's cast error inside the update. The cheap test first:
+    this runs for every parameter at every step."""
     grad, data = param.grad._data, param._data
-    if grad.shape == data.shape and grad.dtype == data.dtype and type(grad) is type(data):
-        return grad
-    if type(grad) is not type(data) or backend.device_of(grad) != backend.device_of(data):
-        error = DeviceError
-    else:
-        error = ShapeError if grad.shape != data.shape else DTypeError
-    raise error(f"optimizer step: a parameter of shape {tuple(data.shape)}, {data.dtype} on "
-                f"{backend.device_of(data)} has a .grad of shape {tuple(grad.shape)}, {grad.dtype} on "
-                f"{backend.device_of(grad)}; a gradient must match its parameter's shape, dtype and device")
+    if grad.shape != data.shape or grad.dtype != data.dtype or type(grad) is not type(data):
+        check_grad_fits(param, param.grad, "optimizer step: .grad")
+    return grad
